@@ -1,0 +1,75 @@
+"""Progress notifications: streamed text as it arrives, and heartbeats while waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+
+Report = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class ProgressRelay:
+    """Sends ``notifications/progress`` for one tool call.
+
+    New text is sent at once, then at most every ``interval`` seconds (never the same text twice).
+    While nothing has been sent for ``heartbeat`` seconds, a heartbeat says how long the call has
+    waited, so clients that reset their timeout on progress keep long calls alive. ``progress``
+    counts received characters plus one per heartbeat, so it always increases.
+    """
+
+    def __init__(self, report: Report, label: str, *, interval: float = 0.2, heartbeat: float = 5.0) -> None:
+        self._report = report
+        self._label = label
+        self._interval = interval
+        self._heartbeat = heartbeat
+        self._pending: list[str] = []
+        self._units = 0
+        self._lock = anyio.Lock()
+        self._last_text = float("-inf")  # throttles text
+        self._started = self._last = time.monotonic()  # heartbeat clock
+
+    async def text(self, piece: str) -> None:
+        """Take newly arrived text; send it now unless a notification went out very recently."""
+        self._pending.append(piece)
+        self._units += len(piece)
+        if time.monotonic() - self._last_text >= self._interval:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send the text that has not been sent yet, if any."""
+        if self._pending:
+            message = "".join(self._pending)
+            self._pending.clear()
+            self._last_text = time.monotonic()
+            await self._send(message)
+
+    async def _send(self, message: str) -> None:
+        async with self._lock:  # keeps notifications in order, so progress only grows
+            self._last = time.monotonic()
+            await self._report(float(self._units), None, message)
+
+    async def _beat(self) -> None:
+        while True:
+            now = time.monotonic()
+            if self._pending and now >= self._last_text + self._interval:
+                await self.flush()
+            elif now >= self._last + self._heartbeat:
+                self._units += 1
+                await self._send(f"[{self._label}: waiting for upstream, {now - self._started:.0f}s]")
+            else:
+                await anyio.sleep(min(self._interval, self._last + self._heartbeat - now))
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[ProgressRelay]:
+        """Heartbeats run while inside; pending text is flushed on a normal exit."""
+        self._last = self._started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._beat)
+            try:
+                yield self
+                await self.flush()
+            finally:
+                group.cancel_scope.cancel()

@@ -1,0 +1,435 @@
+"""The tool's input contract: pydantic models, the advertised JSON schema and readable errors.
+
+The models validate; they never rewrite. What goes upstream is the caller's own arguments
+(see :func:`parse_arguments`), so values keep their exact keys, nesting and order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "grok-4"
+KNOWN_MODELS = (
+    "grok-4",
+    "grok-3",
+    "grok-4-1-fast",
+    "grok-4-1-fast-non-reasoning",
+    "grok-3-mini",
+    "grok-2-vision",
+)
+#: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
+MAX_DEPTH = 64
+
+
+class InvalidArguments(ValueError):
+    """The tool's arguments break the contract; the message names the fields."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+def _custom(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _content_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return [{"type": "text", "text": value}]
+    if value is None or isinstance(value, list):
+        return value
+    raise _custom("content_type", "expected a string, an array of text/image_url parts, or null")
+
+
+def _stop_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise _custom("stop_type", "expected a string or an array of 1 to 4 strings")
+
+
+def _tool_choice(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise _custom("tool_choice", "expected 'none', 'auto', 'required' or a function object")
+        return value
+    if not isinstance(value, dict):
+        raise _custom("tool_choice_type", "expected 'none', 'auto', 'required' or a function object")
+    try:
+        NamedToolChoice.model_validate(value)
+    except ValidationError as exc:
+        raise _custom("tool_choice", "; ".join(_error_lines(exc.errors(include_url=False)))) from None
+    return value
+
+
+_CONTENT_SCHEMA = {
+    "description": "A string, or an array of parts (text / image_url). Null only on an assistant "
+    "message that carries tool_calls.",
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["text", "image_url"]},
+                    "text": {"type": "string"},
+                    "image_url": {
+                        "type": "object",
+                        "properties": {
+                            "url": {"type": "string", "description": "http(s) or data: URL of the image"},
+                            "detail": {"type": "string", "enum": ["auto", "low", "high"]},
+                        },
+                        "required": ["url"],
+                    },
+                },
+                "required": ["type"],
+            },
+        },
+        {"type": "null"},
+    ],
+}
+_STOP_SCHEMA = {
+    "description": "Stop sequences where the API will stop generating tokens: a string or 1 to 4 strings.",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 4},
+    ],
+}
+_TOOL_CHOICE_SCHEMA = {
+    "description": "Controls tool calling: 'none', 'auto', 'required', or "
+    '{"type": "function", "function": {"name": ...}} to force one function.',
+    "anyOf": [
+        {"type": "string", "enum": ["none", "auto", "required"]},
+        {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": ["function"]},
+                "function": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}},
+                    "required": ["name"],
+                },
+            },
+            "required": ["type", "function"],
+        },
+    ],
+}
+
+
+class ImageURL(_Model):
+    url: str = Field(min_length=1, description="http(s) or data: URL of the image")
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ContentPart(_Model):
+    type: Literal["text", "image_url"]
+    text: str | None = None
+    image_url: ImageURL | None = None
+
+    @model_validator(mode="after")
+    def _check_payload(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise _custom("part", "a text part needs 'text' (a string)")
+        if self.type == "image_url" and self.image_url is None:
+            raise _custom("part", "an image_url part needs 'image_url': {'url': ...}")
+        return self
+
+
+class FunctionCall(_Model):
+    name: str = Field(min_length=1)
+    arguments: str = Field(description="The call's arguments as a JSON string")
+
+
+class ToolCall(_Model):
+    id: str = Field(min_length=1)
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class Message(_Model):
+    """One conversation turn. Unknown extra keys are passed through untouched."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Annotated[
+        list[ContentPart] | None, BeforeValidator(_content_or_text), WithJsonSchema(_CONTENT_SCHEMA)
+    ] = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(default=None, description="Assistant only: the calls it made")
+    tool_call_id: str | None = Field(default=None, description="Tool messages: the id of the call answered")
+    reasoning_content: str | None = Field(default=None, description="Assistant only: earlier reasoning")
+
+    @model_validator(mode="after")
+    def _check_role_rules(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise _custom("message", "a tool message needs 'tool_call_id' (the id of the call it answers)")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise _custom("message", "only assistant messages may carry 'tool_calls'")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise _custom(
+                "message", "'content' is required (null only on an assistant message with tool_calls)"
+            )
+        return self
+
+
+class FunctionDef(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Function name (a-z, A-Z, 0-9, _ and -)")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the arguments")
+
+
+class ToolDef(_Model):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Model):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Model):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ResponseFormat(_Model):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = Field(default=None, description="Required when type is json_schema")
+
+    @model_validator(mode="after")
+    def _check_schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise _custom("response_format", "type 'json_schema' needs a 'json_schema' object")
+        return self
+
+
+class ChatRequest(BaseModel):
+    """The arguments of ``grok_chat_completions``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    messages: list[Message] = Field(
+        min_length=1,
+        description="Conversation messages, oldest first. Each has 'role' (system/developer/user/"
+        "assistant/tool) and 'content'. For vision (grok-2-vision), content may be a list of text and "
+        "image_url parts. Assistant turns may carry 'tool_calls'; tool turns need 'tool_call_id'.",
+    )
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        min_length=1,
+        description="The Grok chat model. grok-4 (default, flagship) and grok-3 are the broadly available "
+        "models. Also: grok-4-1-fast, grok-4-1-fast-non-reasoning, grok-3-mini, grok-2-vision (image "
+        "input); availability depends on upstream provisioning.",
+    )
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature between 0 and 2. Higher = more random."
+    )
+    top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling probability mass.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Maximum number of tokens to generate.")
+    stop: Annotated[
+        list[Annotated[str, Field(strict=True)]] | None,
+        BeforeValidator(_stop_list),
+        Field(min_length=1, max_length=4),
+        WithJsonSchema(_STOP_SCHEMA),
+    ] = None
+    seed: int | None = Field(
+        default=None, description="Random seed for (best-effort) deterministic sampling."
+    )
+    user: str | None = Field(default=None, description="End-user identifier for abuse monitoring.")
+    stream: bool = Field(
+        default=False,
+        description="Stream the answer: progress notifications carry the text as it arrives; the result "
+        "is still one assembled chat.completion.",
+    )
+    presence_penalty: float | None = Field(
+        default=None, ge=-2, le=2, description="Presence penalty between -2.0 and 2.0."
+    )
+    frequency_penalty: float | None = Field(
+        default=None, ge=-2, le=2, description="Frequency penalty between -2.0 and 2.0."
+    )
+    reasoning_effort: Literal["low", "high"] | None = Field(
+        default=None,
+        description="Reasoning effort: 'low' or 'high'. Only applies to reasoning-capable models "
+        "(e.g. grok-3-mini). Ignored by non-reasoning models.",
+    )
+    response_format: ResponseFormat | None = Field(
+        default=None,
+        description='Response format, e.g. {"type": "json_object"} or {"type": "json_schema", '
+        '"json_schema": {...}}.',
+    )
+    tools: list[ToolDef] | None = Field(default=None, description="Functions the model may call.")
+    tool_choice: Annotated[Any, BeforeValidator(_tool_choice), WithJsonSchema(_TOOL_CHOICE_SCHEMA)] = None
+
+
+#: Parameters whose value is a JSON object or array (clients sometimes send those as JSON text).
+_STRUCTURED = frozenset({"messages", "stop", "response_format", "tools", "tool_choice"})
+
+
+def parse_arguments(arguments: Mapping[str, Any] | None) -> tuple[ChatRequest, dict[str, Any]]:
+    """Validate tool arguments; return the model and the payload to send upstream.
+
+    The payload holds the caller's own values (no nulls, nothing invented but ``model``).
+    Raises :class:`InvalidArguments` with one line per problem.
+    """
+    if arguments is None:
+        arguments = {}
+    payload: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if value is None:
+            continue  # an explicit null means "not set"
+        if key in _STRUCTURED and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+            value = _decode_json_text(key, value)
+        _check_json(value, key, 0)
+        payload[key] = value
+    try:
+        request = ChatRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidArguments("\n".join(_error_lines(exc.errors(include_url=False)))) from None
+    if "model" not in payload:
+        payload = {"model": request.model, **payload}
+    return request, payload
+
+
+def _decode_json_text(key: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidArguments(f"{key}: looks like JSON text but does not parse") from None
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidArguments(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArguments(f"{path}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+
+
+_MAX_ERROR_LINES = 5
+
+
+def _error_lines(errors: Iterable[ErrorDetails]) -> list[str]:
+    lines: list[str] = []
+    for error in errors:
+        lines.append(f"{_path(error['loc'])}: {_explain(error)}")
+    if len(lines) > _MAX_ERROR_LINES:
+        lines = [*lines[:_MAX_ERROR_LINES], f"(and {len(lines) - _MAX_ERROR_LINES} more problems)"]
+    return lines
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "arguments"
+
+
+def _explain(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown parameter (see the tool's input schema)"
+    if kind in ("too_short", "too_long"):
+        context = error.get("ctx") or {}
+        bound = context.get("min_length") if kind == "too_short" else context.get("max_length")
+        word = "at least" if kind == "too_short" else "at most"
+        return f"expected {word} {bound} item(s), got {context.get('actual_length')}"
+    message = error["msg"]
+    got = _describe(error.get("input"))
+    if kind.endswith("_type") or kind in ("literal_error", "greater_than_equal", "less_than_equal"):
+        return f"{message[0].lower()}{message[1:]} (got {got})"
+    return message[0].lower() + message[1:]
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, dict):
+        return "an object"
+    return "an array" if isinstance(value, list) else type(value).__name__
+
+
+@cache
+def input_schema() -> dict[str, Any]:
+    """The JSON schema advertised in ``tools/list``: flat, self-contained, no null noise."""
+    raw = ChatRequest.model_json_schema()
+    defs: dict[str, Any] = raw.pop("$defs", {})
+    schema: dict[str, Any] = _clean(raw, defs)
+    schema.pop("description", None)
+    schema["additionalProperties"] = False
+    return schema
+
+
+def _clean(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_clean(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if (
+            key == "title"
+            or (key == "default" and value is None)
+            or (key == "additionalProperties" and value is True)
+        ):
+            continue
+        if key == "properties":
+            out[key] = {name: _clean(prop, defs) for name, prop in value.items()}
+        else:
+            out[key] = _clean(value, defs)
+    variants = out.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants:
+        rest = [v for v in variants if v != {"type": "null"}]
+        if len(rest) == 1:
+            del out["anyOf"]
+            out = {**rest[0], **out}
+    return out
+
+
+#: Models that answer 400 when sent ``reasoning_effort`` (the tool card promises it is ignored).
+REJECTS_REASONING_EFFORT = frozenset({"grok-4", "grok-3", "grok-4-1-fast", "grok-4-1-fast-non-reasoning"})
+
+
+def upstream_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as sent: ``reasoning_effort`` dropped for models known to reject it."""
+    model = str(payload.get("model", "")).lower()
+    if "reasoning_effort" in payload and model in REJECTS_REASONING_EFFORT:
+        logger.debug("dropping reasoning_effort: %s does not accept it", model)
+        return {k: v for k, v in payload.items() if k != "reasoning_effort"}
+    return payload

@@ -1,0 +1,170 @@
+"""Server-sent events: an incremental decoder and the assembler of ``chat.completion.chunk`` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+DONE = "[DONE]"
+
+
+class SSEDecoder:
+    """Turns lines of an event stream into the ``data`` of each event (multi-line data joined)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        """Take one line (without its line ending); return an event's data when one completes."""
+        if not line:
+            return self.flush()
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None  # event:, id:, retry: carry nothing we use
+
+    def flush(self) -> str | None:
+        """End of an event (or of the stream): the pending data, if any."""
+        if not self._data:
+            return None
+        data = "\n".join(self._data)
+        self._data.clear()
+        return data
+
+
+class _Choice:
+    __slots__ = ("extra", "finish_reason", "message_extra", "parts", "role", "tool_calls")
+
+    def __init__(self) -> None:
+        self.role: str | None = None
+        self.parts: dict[str, list[str]] = {}  # content, reasoning_content, refusal
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: Any = None
+        self.extra: dict[str, Any] = {}  # unknown keys of the choice (logprobs, ...)
+        self.message_extra: dict[str, Any] = {}  # unknown keys of the delta
+
+
+_TEXT_FIELDS = ("content", "reasoning_content", "refusal")
+
+
+class StreamAssembler:
+    """Merges chunks into the ``chat.completion`` a non-streaming call would have returned."""
+
+    def __init__(self) -> None:
+        self._top: dict[str, Any] = {}
+        self._choices: dict[int, _Choice] = {}
+        self._usage: dict[str, Any] | None = None
+        self.chars = 0
+        self.chunks = 0
+
+    def add(self, chunk: dict[str, Any]) -> str:
+        """Merge one chunk; return the new text it carried (reasoning and content)."""
+        self.chunks += 1
+        for key, value in chunk.items():
+            if key == "usage":
+                self._take_usage(value)
+            elif key not in ("choices", "object") and value is not None:
+                self._top[key] = value
+        new: list[str] = []
+        for position, raw in enumerate(chunk.get("choices") or ()):
+            if isinstance(raw, dict):
+                new.extend(self._add_choice(position, raw))
+        text = "".join(new)
+        self.chars += len(text)
+        return text
+
+    def _add_choice(self, position: int, raw: dict[str, Any]) -> Iterator[str]:
+        index = raw.get("index", position)
+        choice = self._choices.setdefault(index if isinstance(index, int) else position, _Choice())
+        if raw.get("finish_reason") is not None:
+            choice.finish_reason = raw["finish_reason"]
+        for key, value in raw.items():
+            if key not in ("index", "delta", "finish_reason", "message") and value is not None:
+                choice.extra[key] = value
+        delta = raw.get("delta") or raw.get("message") or {}
+        if not isinstance(delta, dict):
+            return
+        for key, value in delta.items():
+            if key == "role":
+                choice.role = choice.role or value
+            elif key in _TEXT_FIELDS:
+                if isinstance(value, str):
+                    choice.parts.setdefault(key, []).append(value)
+                    if key != "refusal":
+                        yield value
+            elif key == "tool_calls":
+                for position_in_delta, call in enumerate(value or ()):
+                    self._add_tool_call(choice, position_in_delta, call)
+            elif value is not None:
+                choice.message_extra[key] = value
+
+    @staticmethod
+    def _add_tool_call(choice: _Choice, position: int, call: Any) -> None:
+        if not isinstance(call, dict):
+            return
+        index = call.get("index", position)
+        merged = choice.tool_calls.setdefault(
+            index if isinstance(index, int) else position,
+            {"id": None, "type": "function", "name": None, "arguments": []},
+        )
+        if call.get("id"):
+            merged["id"] = merged["id"] or call["id"]
+        if call.get("type"):
+            merged["type"] = call["type"]
+        function = call.get("function") or {}
+        if isinstance(function, dict):
+            if function.get("name"):
+                merged["name"] = merged["name"] or function["name"]
+            if isinstance(function.get("arguments"), str):
+                merged["arguments"].append(function["arguments"])
+
+    def _take_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        if self._usage is None or _has_numbers(usage) or not _has_numbers(self._usage):
+            self._usage = usage
+
+    @property
+    def text(self) -> str:
+        """Content received so far (all choices)."""
+        return "".join("".join(c.parts.get("content", ())) for c in self._choices.values())
+
+    def result(self) -> dict[str, Any]:
+        """The assembled ``chat.completion``."""
+        completion: dict[str, Any] = {"id": self._top.pop("id", None), "object": "chat.completion"}
+        for key in ("created", "model", "system_fingerprint"):
+            if key in self._top:
+                completion[key] = self._top.pop(key)
+        completion["choices"] = [self._choice_result(i, self._choices[i]) for i in sorted(self._choices)]
+        if self._usage is not None:
+            completion["usage"] = self._usage
+        completion.update(self._top)
+        return completion
+
+    @staticmethod
+    def _choice_result(index: int, choice: _Choice) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": choice.role or "assistant"}
+        content = choice.parts.get("content")
+        message["content"] = "".join(content) if content is not None else None
+        for key in ("reasoning_content", "refusal"):
+            if key in choice.parts:
+                message[key] = "".join(choice.parts[key])
+        if choice.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": call["type"],
+                    "function": {"name": call["name"], "arguments": "".join(call["arguments"])},
+                }
+                for _, call in sorted(choice.tool_calls.items())
+            ]
+        message.update(choice.message_extra)
+        result: dict[str, Any] = {"index": index, "message": message, "finish_reason": choice.finish_reason}
+        result.update(choice.extra)
+        return result
+
+
+def _has_numbers(usage: dict[str, Any]) -> bool:
+    return any(isinstance(v, int | float) and not isinstance(v, bool) and v for v in usage.values())

@@ -1,0 +1,220 @@
+"""The tool through the SDK's in-memory MCP client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+from mcp import Client
+from mcp_types import TextContent
+
+from grok_chat_mcp import __version__
+from grok_chat_mcp.config import Settings
+from grok_chat_mcp.server import TOOL_NAME, build_server
+from tests.conftest import HELLO, TOKEN, completion
+
+pytestmark = pytest.mark.anyio
+
+
+def text_of(result: Any) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+async def test_server_identity(mcp: Client) -> None:
+    assert mcp.server_info is not None
+    assert mcp.server_info.name == "grok-chat-mcp"
+    assert mcp.server_info.version == __version__
+    assert mcp.instructions and TOOL_NAME in mcp.instructions
+
+
+async def test_tools_list_advertises_the_contract(mcp: Client) -> None:
+    (tool,) = (await mcp.list_tools()).tools
+    assert tool.name == TOOL_NAME
+    assert tool.title and tool.description and "chat.completion" in tool.description
+    assert tool.annotations is not None
+    assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
+    schema = tool.input_schema
+    assert schema["required"] == ["messages"]
+    assert len(schema["properties"]) == 15
+    assert schema["properties"]["model"]["default"] == "grok-4"
+    assert schema["properties"]["temperature"]["maximum"] == 2
+    assert tool.output_schema is not None
+    assert tool.output_schema["required"] == ["result"]
+
+
+async def test_successful_call(mcp: Client, upstream: respx.MockRouter) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion("pong"))
+    result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "max_tokens": 5})
+    assert not result.is_error
+    assert result.structured_content == {"result": completion("pong")}
+    assert len(result.content) == 1
+    text = text_of(result)
+    assert json.loads(text) == completion("pong")
+    assert "\n" not in text and ": " not in text  # compact JSON
+    sent = json.loads(route.calls.last.request.content)
+    assert sent == {"model": "grok-4", "messages": HELLO, "max_tokens": 5}
+
+
+async def test_validation_error_is_a_tool_error_and_sends_nothing(
+    mcp: Client, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "temperature": 9, "top_p": -1})
+    assert result.is_error
+    text = text_of(result)
+    assert text.startswith("Invalid arguments:")
+    assert "temperature: input should be less than or equal to 2 (got 9)" in text
+    assert "top_p: input should be greater than or equal to 0" in text
+    assert "errors.pydantic.dev" not in text
+    assert not route.called
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("messages", []), ("model", ""), ("temperature", 3), ("top_p", 2), ("max_tokens", 0), ("stop", 1),
+     ("seed", 1.5), ("user", 1), ("stream", "no"), ("presence_penalty", 5), ("frequency_penalty", -5),
+     ("reasoning_effort", "max"), ("response_format", {"type": "yaml"}), ("tools", [{}]),
+     ("tool_choice", "x")],
+)  # fmt: skip
+async def test_each_constrained_field_is_named(
+    mcp: Client, upstream: respx.MockRouter, field: str, value: Any
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    arguments = {"messages": HELLO, field: value}
+    result = await mcp.call_tool(TOOL_NAME, arguments)
+    assert result.is_error
+    assert text_of(result).splitlines()[1].startswith(field)
+    assert not route.called
+
+
+async def test_missing_token_is_a_clear_tool_error(upstream: respx.MockRouter) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    async with Client(build_server(Settings(api_token=None))) as client:
+        assert len((await client.list_tools()).tools) == 1
+        result = await client.call_tool(TOOL_NAME, {"messages": HELLO})
+    assert result.is_error
+    assert "ACEDATACLOUD_API_TOKEN" in text_of(result)
+    assert not route.called
+
+
+async def test_upstream_error_is_a_tool_error(mcp: Client, upstream: respx.MockRouter) -> None:
+    body = {"error": {"code": "used_up", "message": f"balance insufficient for {TOKEN}"}, "trace_id": "tr-5"}
+    upstream.post("/grok/chat/completions").respond(403, json=body)
+    result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO})
+    assert result.is_error
+    text = text_of(result)
+    assert "Insufficient balance (HTTP 403, used_up)" in text and "tr-5" in text
+    assert TOKEN not in text
+    assert "Traceback" not in text
+
+
+async def test_retried_call_succeeds(mcp: Client, upstream: respx.MockRouter, no_backoff: None) -> None:
+    route = upstream.post("/grok/chat/completions").mock(
+        side_effect=[httpx.Response(503), httpx.Response(429), httpx.Response(200, json=completion())]
+    )
+    result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO})
+    assert not result.is_error
+    assert route.call_count == 3
+
+
+async def test_reasoning_effort_dropped_for_grok_4_but_sent_for_mini(
+    mcp: Client, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "reasoning_effort": "high"})
+    assert "reasoning_effort" not in json.loads(route.calls.last.request.content)
+    await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "model": "grok-3-mini", "reasoning_effort": "high"})
+    assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "high"
+
+
+async def test_every_parameter_reaches_upstream(mcp: Client, upstream: respx.MockRouter) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    arguments = {
+        "messages": HELLO,
+        "model": "grok-3-mini",
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 100,
+        "stop": ["\n\n", "END"],
+        "seed": 42,
+        "user": "user-1",
+        "stream": False,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
+        "reasoning_effort": "low",
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}},
+        },
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+    }
+    result = await mcp.call_tool(TOOL_NAME, arguments)
+    assert not result.is_error
+    assert json.loads(route.calls.last.request.content) == arguments
+
+
+def sse_body(*deltas: dict[str, Any]) -> bytes:
+    lines = [
+        "data: " + json.dumps({"id": "s1", "object": "chat.completion.chunk", "model": "grok-4",
+                               "choices": [{"index": 0, "delta": d, "finish_reason": None}]}) + "\n\n"
+        for d in deltas
+    ]  # fmt: skip
+    return ("".join(lines) + "data: [DONE]\n\n").encode()
+
+
+async def test_stream_call_returns_one_completion_and_progress(
+    mcp: Client, upstream: respx.MockRouter
+) -> None:
+    body = sse_body({"role": "assistant", "content": "Hello"}, {"content": " world"})
+    upstream.post("/grok/chat/completions").respond(
+        200, content=body, headers={"content-type": "text/event-stream"}
+    )
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    result = await mcp.call_tool(
+        TOOL_NAME, {"messages": HELLO, "stream": True}, progress_callback=on_progress
+    )
+    assert not result.is_error
+    completion_ = result.structured_content["result"]
+    assert completion_["object"] == "chat.completion"
+    assert completion_["choices"][0]["message"]["content"] == "Hello world"
+    assert "".join(m or "" for _, m in seen) == "Hello world"
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+async def test_heartbeat_progress_while_waiting(mcp: Client, upstream: respx.MockRouter) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.7)
+        return httpx.Response(200, json=completion())
+
+    upstream.post("/grok/chat/completions").mock(side_effect=slow)
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO}, progress_callback=on_progress)
+    assert not result.is_error
+    assert len(seen) >= 2  # heartbeat every 0.2 s in this fixture
+    assert all("waiting for upstream" in (m or "") for _, m in seen)
+    assert [v for v, _ in seen] == sorted({v for v, _ in seen})
+
+
+async def test_json_string_arguments_from_clients_are_accepted(
+    mcp: Client, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    result = await mcp.call_tool(TOOL_NAME, {"messages": json.dumps(HELLO)})
+    assert not result.is_error
+    assert json.loads(route.calls.last.request.content)["messages"] == HELLO

@@ -1,0 +1,173 @@
+"""A stand-in for AceDataCloud on 127.0.0.1, for end-to-end tests and benchmarks.
+
+The scenario is the first path segment of the base URL, so each server process picks its
+behaviour through ``ACEDATACLOUD_API_BASE_URL``:
+
+- ``/ok``: an instant JSON completion; ``/slow<ms>``: the same after a delay;
+- ``/big<kib>``: a completion whose content is that many KiB;
+- ``/sse``: an event stream (``?`` not needed): chunks every ``/sse<ms>`` milliseconds (default 50);
+- ``/truncated``: an event stream that stops without ``[DONE]``;
+- ``/hang``: accepts and never answers; ``/status<code>``: an AceDataCloud error body;
+- ``/html``: a 502 HTML proxy page; ``/echo-token``: a 401 whose message echoes the bearer token.
+
+Every request is recorded (path, headers, body) and every dropped connection is noted, so tests
+can assert what reached upstream and that a cancelled call closed its connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SSE_WORDS = ["Hello", " from", " a", " streamed", " Grok", " answer", "."]
+
+
+def completion(model: str, content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-local",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+
+
+def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    data = {
+        "id": "chatcmpl-local",
+        "object": "chat.completion.chunk",
+        "created": 1764000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Upstream:
+    """Runs the stand-in in a background thread; use as a context manager."""
+
+    host: str = "127.0.0.1"
+    requests: list[Recorded] = field(default_factory=list)
+    disconnects: list[float] = field(default_factory=list)
+    first_chunk_sent: list[float] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    def url(self, scenario: str) -> str:
+        assert self._server is not None
+        return f"http://{self.host}:{self._server.server_address[1]}/{scenario}"
+
+    def __enter__(self) -> Upstream:
+        upstream = self
+
+        class Handler(_Handler):
+            owner = upstream
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: Upstream
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        self.owner.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+        scenario = self.path.strip("/").split("/")[0]
+        name, number = re.fullmatch(r"([a-z-]+)(\d*)", scenario).groups()  # type: ignore[union-attr]
+        model = str(body.get("model", "grok-4"))
+        if name == "ok":
+            self._json(200, completion(model, "pong"))
+        elif name == "slow":
+            time.sleep(int(number or 300) / 1000)
+            self._json(200, completion(model, "pong"))
+        elif name == "big":
+            self._json(200, completion(model, "x" * 1024 * int(number or 1024)))
+        elif name == "sse":
+            self._sse(model, int(number or 50) / 1000, done=True)
+        elif name == "truncated":
+            self._sse(model, 0.01, done=False)
+        elif name == "hang":
+            self._wait_for_disconnect(60)
+        elif name == "status":
+            code = int(number or 500)
+            self._json(code, {"error": {"code": "api_error", "message": f"status {code}"}, "trace_id": "t-1"})
+        elif name == "html":
+            self._raw(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+        elif name == "echo-token":
+            token = self.headers.get("Authorization", "")
+            self._json(401, {"error": {"code": "invalid_token", "message": f"bad token {token}"}})
+        else:
+            self._json(404, {"error": {"code": "no_api", "message": "unknown scenario"}})
+
+    def _json(self, status: int, data: dict[str, Any]) -> None:
+        self._raw(status, json.dumps(data).encode(), "application/json")
+
+    def _raw(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _sse(self, model: str, delay: float, *, done: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            self.wfile.write(chunk(model, {"role": "assistant", "content": ""}))
+            for index, word in enumerate(SSE_WORDS):
+                if index == 0:
+                    self.owner.first_chunk_sent.append(time.monotonic())
+                self.wfile.write(chunk(model, {"content": word}))
+                self.wfile.flush()
+                time.sleep(delay)
+            if done:
+                self.wfile.write(chunk(model, {}, "stop"))
+                self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except OSError:
+            self.owner.disconnects.append(time.monotonic())
+
+    def _wait_for_disconnect(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        self.connection.settimeout(0.05)
+        while time.monotonic() < deadline:
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        self.owner.disconnects.append(time.monotonic())
+        self.close_connection = True
