@@ -5,10 +5,13 @@ behaviour through ``ACEDATACLOUD_API_BASE_URL``:
 
 - ``/ok``: an instant JSON completion; ``/slow<ms>``: the same after a delay;
 - ``/big<kib>``: a completion whose content is that many KiB;
-- ``/sse``: an event stream (``?`` not needed): chunks every ``/sse<ms>`` milliseconds (default 50);
+- ``/sse``: an event stream of a short sentence, a chunk every ``/sse<ms>`` milliseconds (default 50);
+- ``/long<ms>``: an event stream of 400 chunks, one every ``<ms>`` milliseconds (for cancelling);
 - ``/truncated``: an event stream that stops without ``[DONE]``;
 - ``/hang``: accepts and never answers; ``/status<code>``: an AceDataCloud error body;
 - ``/html``: a 502 HTML proxy page; ``/echo-token``: a 401 whose message echoes the bearer token.
+
+A request whose ``user`` is ``scenario:<name>`` gets that scenario instead, whatever the URL.
 
 Every request is recorded (path, headers, body) and every dropped connection is noted, so tests
 can assert what reached upstream and that a cancelled call closed its connection.
@@ -79,8 +82,7 @@ class Upstream:
         class Handler(_Handler):
             owner = upstream
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -88,6 +90,11 @@ class Upstream:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connections under a burst of concurrent calls
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -101,6 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         self.owner.requests.append(Recorded(self.path, dict(self.headers.items()), body))
         scenario = self.path.strip("/").split("/")[0]
+        user = str(body.get("user", ""))
+        if user.startswith("scenario:"):  # lets one server process meet several scenarios
+            scenario = user.removeprefix("scenario:")
         name, number = re.fullmatch(r"([a-z-]+)(\d*)", scenario).groups()  # type: ignore[union-attr]
         model = str(body.get("model", "grok-4"))
         if name == "ok":
@@ -112,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, completion(model, "x" * 1024 * int(number or 1024)))
         elif name == "sse":
             self._sse(model, int(number or 50) / 1000, done=True)
+        elif name == "long":
+            self._sse(model, int(number or 50) / 1000, done=True, words=SSE_WORDS * 57)
         elif name == "truncated":
             self._sse(model, 0.01, done=False)
         elif name == "hang":
@@ -137,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _sse(self, model: str, delay: float, *, done: bool) -> None:
+    def _sse(self, model: str, delay: float, *, done: bool, words: list[str] = SSE_WORDS) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -145,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             self.wfile.write(chunk(model, {"role": "assistant", "content": ""}))
-            for index, word in enumerate(SSE_WORDS):
+            for index, word in enumerate(words):
                 if index == 0:
                     self.owner.first_chunk_sent.append(time.monotonic())
                 self.wfile.write(chunk(model, {"content": word}))

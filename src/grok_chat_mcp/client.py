@@ -167,9 +167,14 @@ class GrokClient:
     def _network_error(self, exc: httpx.HTTPError, attempt: int) -> GrokError:
         host = httpx.URL(self._settings.base_url).host
         reason = str(exc) or type(exc).__name__
+        where = (
+            f"could not reach {host}"
+            if isinstance(exc, httpx.ConnectError)
+            else f"connection to {host} failed"
+        )
         return GrokError(
             "Network error",
-            f"could not reach {host}: {reason}.",
+            f"{where}: {reason}.",
             "Check the network connection, proxy settings and ACEDATACLOUD_API_BASE_URL.",
             attempts=attempt,
         )
