@@ -1,0 +1,311 @@
+"""Benchmark grok-chat-mcp side by side with the floor and the incumbent, in one run.
+
+    python bench/run.py            # full run; installs mcp-grok into bench/.venvs/ on first use
+    python bench/run.py --quick    # a short run (CI uses it to prove the benchmark works)
+
+Everything talks to a stand-in upstream on 127.0.0.1 (tests/upstream.py). Each server is driven
+by a minimal raw JSON-RPC client over stdio, the same for all, so differences are the servers'.
+Prints a markdown table (medians, p95 and ratios) and writes JSON. Times are never asserted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.upstream import Upstream  # noqa: E402
+
+TOKEN = "bench-token-0000"
+HELLO = [{"role": "user", "content": "ping"}]
+INCUMBENT_VENV = ROOT / "bench" / ".venvs" / "mcp-grok"
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+
+
+@dataclass
+class Results:
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> server -> values
+
+    def add(self, figure: str, server: str, values: list[float]) -> None:
+        self.samples.setdefault(figure, {})[server] = values
+
+
+class Peer:
+    """A bare JSON-RPC client for one stdio server process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.progress: dict[str, list[float]] = {}
+        self.stray_lines = 0
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls, command: list[str], env: dict[str, str]) -> Peer:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            limit=64 * 1024 * 1024,
+        )
+        peer = cls(process)
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        }
+        await peer.request("initialize", init)
+        peer._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return peer
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._next += 1
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = future
+        self._write({"jsonrpc": "2.0", "id": self._next, "method": method, "params": params})
+        return await future
+
+    async def call(self, arguments: dict[str, Any], progress_token: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": "grok_chat_completions", "arguments": arguments}
+        if progress_token is not None:
+            params["_meta"] = {"progressToken": progress_token}
+            self.progress[progress_token] = []
+        reply = await self.request("tools/call", params)
+        if "error" in reply or reply["result"].get("isError"):
+            raise RuntimeError(f"call failed: {json.dumps(reply)[:300]}")
+        return reply
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self.stray_lines += 1
+                continue
+            if "id" in message and message["id"] in self._waiting:
+                self._waiting.pop(message["id"]).set_result(message)
+            elif message.get("method") == "notifications/progress":
+                token = message["params"]["progressToken"]
+                self.progress.setdefault(token, []).append(time.monotonic())
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    async def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        self._reader.cancel()
+
+
+def scenario(name: str, **extra: Any) -> dict[str, Any]:
+    return {"messages": HELLO, "user": f"scenario:{name}", **extra}
+
+
+async def timed(action: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await action()
+    return (time.perf_counter() - started) * 1000
+
+
+async def bench_server(
+    server: Server, env: dict[str, str], upstream: Upstream, reps: dict[str, int]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cold = []
+    for _ in range(reps["cold"]):
+        started = time.perf_counter()
+        peer = await Peer.start(server.command, env)
+        cold.append((time.perf_counter() - started) * 1000)
+        await peer.close()
+    out["cold start (ms)"] = cold
+
+    peer = await Peer.start(server.command, env)
+    try:
+        for _ in range(reps["warmup"]):
+            await peer.call(scenario("ok"))
+        out["per call (ms)"] = [await timed(lambda: peer.call(scenario("ok"))) for _ in range(reps["calls"])]
+
+        async def forty() -> None:
+            await asyncio.gather(*(peer.call(scenario("slow300")) for _ in range(40)))
+
+        out["40 x 300 ms concurrent (ms)"] = [await timed(forty) for _ in range(reps["concurrency"])]
+        out["~1 MiB response (ms)"] = [
+            await timed(lambda: peer.call(scenario("big1024"))) for _ in range(reps["large"])
+        ]
+        if server.name == "grok-chat-mcp":
+            lags = []
+            for index in range(reps["stream"]):
+                upstream.first_chunk_sent.clear()
+                token = f"s{index}"
+                await peer.call(scenario("sse50", stream=True), progress_token=token)
+                lags.append((peer.progress[token][0] - upstream.first_chunk_sent[0]) * 1000)
+            out["first progress after first chunk (ms)"] = lags
+        out["RSS after load (MiB)"] = [peer.rss_mib()]
+        out["stray stdout lines"] = [float(peer.stray_lines)]
+    finally:
+        await peer.close()
+    return out
+
+
+async def bench_direct(base_url: str, reps: dict[str, int]) -> dict[str, Any]:
+    """The same requests straight from httpx, without any MCP hop."""
+    out: dict[str, Any] = {}
+    url = base_url + "/grok/chat/completions"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def post(name: str) -> None:
+            (await client.post(url, json=scenario(name), headers=headers)).raise_for_status()
+
+        for _ in range(reps["warmup"]):
+            await post("ok")
+        out["per call (ms)"] = [await timed(lambda: post("ok")) for _ in range(reps["calls"])]
+
+        async def forty() -> None:
+            await asyncio.gather(*(post("slow300") for _ in range(40)))
+
+        out["40 x 300 ms concurrent (ms)"] = [await timed(forty) for _ in range(reps["concurrency"])]
+        out["~1 MiB response (ms)"] = [await timed(lambda: post("big1024")) for _ in range(reps["large"])]
+    return out
+
+
+def ensure_incumbent() -> list[str] | None:
+    script = INCUMBENT_VENV / "bin" / "mcp-grok"
+    if not script.exists():
+        print("installing mcp-grok into bench/.venvs/mcp-grok ...", file=sys.stderr)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(INCUMBENT_VENV)], check=True)
+            pip = [str(INCUMBENT_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "mcp-grok"]
+            subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"mcp-grok unavailable, skipped: {exc}", file=sys.stderr)
+            return None
+    return [str(script)]
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    if len(values) == 1:
+        return values[0], values[0]
+    return statistics.median(values), statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+TARGETS = {
+    "cold start (ms)": "<= 1.1 x floor",
+    "per call (ms)": "<= 1.2 x floor, <= 0.35 x mcp-grok",
+    "40 x 300 ms concurrent (ms)": "<= 600 ms",
+    "~1 MiB response (ms)": "<= 1.2 x floor",
+    "RSS after load (MiB)": "<= 1.15 x floor",
+    "first progress after first chunk (ms)": "<= 50 ms",
+    "stray stdout lines": "0",
+}
+COLUMNS = ["direct httpx", "floor server", "grok-chat-mcp", "mcp-grok"]
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    head = "| figure | " + " | ".join(COLUMNS) + " | ours / floor | ours / mcp-grok | target |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for figure, target in TARGETS.items():
+        cells, medians = [], {}
+        for column in COLUMNS:
+            values = results.get(column, {}).get(figure)
+            if not values:
+                cells.append("-")
+                continue
+            median, p95 = summary(values)
+            medians[column] = median
+            cells.append(f"{median:.1f}" if len(values) == 1 else f"{median:.1f} (p95 {p95:.1f})")
+        ours = medians.get("grok-chat-mcp")
+        ratios = [
+            f"{ours / medians[ref]:.2f}" if ours is not None and medians.get(ref) else "-"
+            for ref in ("floor server", "mcp-grok")
+        ]
+        lines.append(f"| {figure} | " + " | ".join(cells) + f" | {' | '.join(ratios)} | {target} |")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="few repetitions, no incumbent (CI)")
+    parser.add_argument("--no-incumbent", action="store_true", help="skip AceDataCloud's mcp-grok")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    reps = (
+        {"cold": 2, "warmup": 3, "calls": 20, "concurrency": 1, "large": 2, "stream": 2}
+        if args.quick
+        else {"cold": 10, "warmup": 30, "calls": 300, "concurrency": 5, "large": 15, "stream": 10}
+    )
+    bin_dir = Path(sys.executable).parent
+    servers = [
+        Server("floor server", [sys.executable, str(ROOT / "bench" / "floor_server.py")]),
+        Server("grok-chat-mcp", [str(bin_dir / "grok-chat-mcp")]),
+    ]
+    if not (args.quick or args.no_incumbent) and (incumbent := ensure_incumbent()):
+        servers.append(Server("mcp-grok", incumbent))
+
+    results: dict[str, dict[str, Any]] = {}
+    with Upstream() as upstream:
+        base = upstream.url("ok")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "ACEDATACLOUD_API_TOKEN": TOKEN,
+            "ACEDATACLOUD_API_BASE_URL": base,
+            "LOG_LEVEL": "WARNING",
+            "GROK_MAX_RETRIES": "0",
+        }
+        results["direct httpx"] = await bench_direct(base, reps)
+        for server in servers:
+            print(f"benchmarking {server.name} ...", file=sys.stderr)
+            results[server.name] = await bench_server(server, env, upstream, reps)
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"Measured {stamp} on {machine}{' (quick run)' if args.quick else ''}.\n")
+    print(table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps({"date": stamp, "machine": machine, "quick": args.quick, "results": results})
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
