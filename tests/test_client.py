@@ -283,3 +283,28 @@ async def test_stream_non_json_event(grok: GrokClient, upstream: respx.MockRoute
         200, content=sse("not json"), headers={"content-type": "text/event-stream"}
     )
     assert "non-JSON event" in str(await failure(grok, {"messages": HELLO, "stream": True}))
+
+
+async def test_stream_split_across_reads_with_crlf_and_keepalives(
+    grok: GrokClient, upstream: respx.MockRouter
+) -> None:
+    raw = (
+        (
+            ": keep-alive\r\n\r\n" + f"data: {chunk({'role': 'assistant', 'content': 'Hé'})}\r\n\r\n"
+            ": ping\r\n\r\n" + f"data: {chunk({'content': 'llo'}, 'stop')}\r\n\r\n" + "data: [DONE]\r\n\r\n"
+        )
+        .replace("\\u00e9", "é")
+        .encode()
+    )
+    assert "é".encode() in raw
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), 7):  # splits lines, CRLF pairs and the UTF-8 of "é"
+            yield raw[start : start + 7]
+
+    upstream.post("/grok/chat/completions").respond(
+        200, stream=pieces(), headers={"content-type": "text/event-stream"}
+    )
+    result = await grok.complete({"messages": HELLO, "stream": True})
+    assert result["choices"][0]["message"]["content"] == "Héllo"
+    assert result["choices"][0]["finish_reason"] == "stop"
