@@ -216,6 +216,17 @@ async def test_read_timeout_is_not_retried(grok: GrokClient, upstream: respx.Moc
     assert "Timeout" in text and "GROK_REQUEST_TIMEOUT" in text and "billed" in text
 
 
+class Pieces(httpx.AsyncByteStream):
+    """A body delivered in reads of ``size`` bytes (splitting lines, CRLF pairs, UTF-8 sequences)."""
+
+    def __init__(self, raw: bytes, size: int) -> None:
+        self._raw, self._size = raw, size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._raw), self._size):
+            yield self._raw[start : start + self._size]
+
+
 def sse(*events: str) -> bytes:
     return "".join(f"data: {event}\n\n" for event in events).encode()
 
@@ -298,12 +309,8 @@ async def test_stream_split_across_reads_with_crlf_and_keepalives(
     )
     assert "é".encode() in raw
 
-    async def pieces() -> AsyncIterator[bytes]:
-        for start in range(0, len(raw), 7):  # splits lines, CRLF pairs and the UTF-8 of "é"
-            yield raw[start : start + 7]
-
     upstream.post("/grok/chat/completions").respond(
-        200, stream=pieces(), headers={"content-type": "text/event-stream"}
+        200, stream=Pieces(raw, 7), headers={"content-type": "text/event-stream"}
     )
     result = await grok.complete({"messages": HELLO, "stream": True})
     assert result["choices"][0]["message"]["content"] == "Héllo"

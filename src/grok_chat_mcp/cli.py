@@ -8,7 +8,7 @@ import logging
 import sys
 
 from grok_chat_mcp import __version__
-from grok_chat_mcp.config import ENV_VARS, load_settings
+from grok_chat_mcp.config import ENV_VARS, TOKEN_VAR, Settings, load_settings
 
 logger = logging.getLogger("grok_chat_mcp")
 
@@ -27,9 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m grok_chat_mcp``."""
     parser = _parser()
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--check", action="store_true", help="print the effective configuration and exit (no request is made)"
+    )
+    args = parser.parse_args(argv)
 
     settings = load_settings()
+    if args.check:
+        sys.exit(check(settings))
     from grok_chat_mcp import logs
 
     logs.configure(settings.log_level, [settings.api_token] if settings.api_token else [])
@@ -45,3 +50,37 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         build_server(settings).run("stdio")
     sys.exit(0)
+
+
+def mask(token: str) -> str:
+    """Enough of a token to recognise it, never enough to use it."""
+    return (
+        f"{token[:3]}...{token[-4:]} ({len(token)} characters)"
+        if len(token) >= 16
+        else f"set ({len(token)} characters)"
+    )
+
+
+def check(settings: Settings) -> int:
+    """Print the effective configuration; 0 if the server can make calls, 1 if not."""
+    token = f"{mask(settings.api_token)} from {settings.token_source}" if settings.api_token else "NOT SET"
+    rows = [
+        (TOKEN_VAR, token),
+        ("ACEDATACLOUD_API_BASE_URL", settings.base_url),
+        ("endpoint", f"POST {settings.endpoint}"),
+        ("GROK_REQUEST_TIMEOUT", f"{settings.timeout:g} s read, {settings.connect_timeout:g} s connect"),
+        ("GROK_MAX_RETRIES", str(settings.max_retries)),
+        ("LOG_LEVEL", settings.log_level),
+    ]
+    lines = [f"grok-chat-mcp {__version__}: effective configuration"]
+    lines += [f"  {name:<27} {value}" for name, value in rows]
+    lines += [f"warning: {warning}" for warning in settings.warnings]
+    ok = settings.api_token is not None
+    if ok:
+        lines.append("ok: configuration is complete (no request was made).")
+    else:
+        lines.append(
+            f"error: {TOKEN_VAR} is not set; calls will fail. Set it in the MCP client's env or in .env."
+        )
+    sys.stdout.write("\n".join(lines) + "\n")  # --check is not MCP mode: stdout is the terminal
+    return 0 if ok else 1

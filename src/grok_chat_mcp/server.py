@@ -20,6 +20,7 @@ from grok_chat_mcp import __version__
 from grok_chat_mcp.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
+from grok_chat_mcp.images import inline_local_images
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments, upstream_payload
 
@@ -56,10 +57,12 @@ def build_server(
     transport: httpx.AsyncBaseTransport | None = None,
     heartbeat: float = 5.0,
     token_for: TokenResolver | None = None,
+    local_images: bool = True,
 ) -> MCPServer[AppState]:
     """The server, with one pooled HTTP client opened in its lifespan.
 
-    ``transport`` replaces the network (tests, benchmarks); ``token_for`` picks a per-request token.
+    ``transport`` replaces the network (tests, benchmarks); ``token_for`` picks a per-request token;
+    ``local_images`` lets image parts name local files (off for remote transports).
     """
 
     @asynccontextmanager
@@ -71,6 +74,7 @@ def build_server(
         request = ctx.request_context
         try:
             chat, payload = parse_arguments((request.params or {}).get("arguments"))
+            payload = await inline_local_images(payload, allowed=local_images)
         except InvalidArguments as exc:
             return _error(f"Invalid arguments:\n{exc}")
         grok = request.lifespan_context.grok

@@ -1,0 +1,134 @@
+"""Local image files for vision: read, checked by magic bytes, capped, sent as data: URLs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from mcp import Client
+from mcp_types import TextContent
+
+from grok_chat_mcp.images import image_type, inline_local_images, local_path
+from grok_chat_mcp.schema import InvalidArguments
+from grok_chat_mcp.server import TOOL_NAME
+from tests.conftest import completion
+
+pytestmark = pytest.mark.anyio
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
+GIF = b"GIF89a" + b"\x00" * 32
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+SECRET_TEXT = b"password=hunter2-do-not-upload\n"
+
+
+def vision(url: str) -> dict[str, Any]:
+    part = {"type": "image_url", "image_url": {"url": url, "detail": "low"}}
+    return {
+        "model": "grok-2-vision",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, part]}],
+    }
+
+
+def sent_url(payload: dict[str, Any]) -> str:
+    url: str = payload["messages"][0]["content"][1]["image_url"]["url"]
+    return url
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"), [(PNG, "image/png"), (JPEG, "image/jpeg"), (GIF, "image/gif"), (WEBP, "image/webp")]
+)
+async def test_images_become_data_urls(tmp_path: Path, data: bytes, mime: str) -> None:
+    path = tmp_path / "picture.bin"  # the name does not matter, the bytes do
+    path.write_bytes(data)
+    original = vision(str(path))
+    payload = await inline_local_images(original)
+    assert sent_url(payload) == f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    assert payload["messages"][0]["content"][1]["image_url"]["detail"] == "low"
+    assert sent_url(original) == str(path)  # the caller's arguments are not modified
+
+
+async def test_file_urls_and_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a b.png").write_bytes(PNG)
+    assert sent_url(await inline_local_images(vision((tmp_path / "a b.png").as_uri()))).startswith(
+        "data:image/png"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert sent_url(await inline_local_images(vision("~/a b.png"))).startswith("data:image/png")
+    assert local_path("file://localhost/tmp/x.png") == Path("/tmp/x.png")
+
+
+@pytest.mark.parametrize("url", ["https://x.test/a.png", "http://x.test/a.png", "data:image/png;base64,AAAA"])
+async def test_remote_urls_pass_through_untouched(url: str) -> None:
+    payload = vision(url)
+    assert await inline_local_images(payload) is payload
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p.write_bytes(SECRET_TEXT), "is not a PNG, JPEG, GIF or WebP image"),
+        (lambda p: p.write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>"), "is not a PNG"),
+        (lambda p: p.mkdir(), "is not a file"),
+        (lambda p: None, "no file exists at"),
+    ],
+)
+async def test_refused_files_name_the_field(tmp_path: Path, make: Any, expected: str) -> None:
+    path = tmp_path / "thing"
+    make(path)
+    with pytest.raises(InvalidArguments) as caught:
+        await inline_local_images(vision(str(path)))
+    message = str(caught.value)
+    assert message.startswith("messages[0].content[1].image_url.url: ")
+    assert expected in message
+    assert "hunter2" not in message
+
+
+async def test_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("grok_chat_mcp.images.MAX_IMAGE_BYTES", 1024)
+    path = tmp_path / "big.png"
+    path.write_bytes(PNG + b"\x00" * 2048)
+    with pytest.raises(InvalidArguments, match="the limit is 20 MiB"):
+        await inline_local_images(vision(str(path)))
+
+
+async def test_remote_file_url_and_disallowed_local_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArguments, match="must name a local file"):
+        await inline_local_images(vision("file://server/share/a.png"))
+    (tmp_path / "a.png").write_bytes(PNG)
+    with pytest.raises(InvalidArguments, match="local files are not accepted here"):
+        await inline_local_images(vision(str(tmp_path / "a.png")), allowed=False)
+
+
+def test_magic_bytes() -> None:
+    assert image_type(b"%PDF-1.7") is None
+    assert image_type(b"RIFF\x00\x00\x00\x00WAVE") is None
+
+
+async def test_non_image_bytes_never_leave_the_machine(
+    mcp: Client, upstream: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    secret = tmp_path / "notes.png"
+    secret.write_bytes(SECRET_TEXT)
+    result = await mcp.call_tool(TOOL_NAME, vision(str(secret)))
+    assert result.is_error
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    assert "is not a PNG, JPEG, GIF or WebP image; nothing was sent" in block.text
+    assert not route.called
+
+
+async def test_local_png_reaches_upstream_as_data_url(
+    mcp: Client, upstream: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    (tmp_path / "chart.png").write_bytes(PNG)
+    result = await mcp.call_tool(TOOL_NAME, vision(str(tmp_path / "chart.png")))
+    assert not result.is_error
+    sent = json.loads(route.calls.last.request.content)
+    assert sent_url(sent) == "data:image/png;base64," + base64.b64encode(PNG).decode()
