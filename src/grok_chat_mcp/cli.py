@@ -30,6 +30,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--check", action="store_true", help="print the effective configuration and exit (no request is made)"
     )
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
+    web = parser.add_argument_group("HTTP transport (--transport http): MCP at /mcp, GET /health")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    web.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed besides loopback ones, e.g. https://app.example.com (repeatable)",
+    )
+    web.add_argument(
+        "--allow-shared-token",
+        action="store_true",
+        help=f"on a non-loopback address, let requests without their own token use {TOKEN_VAR}",
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -40,16 +56,36 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(settings.log_level, [settings.api_token] if settings.api_token else [])
     for warning in settings.warnings:
         logger.warning("config: %s", warning)
-    if not settings.api_token:
+    if not settings.api_token and args.transport == "stdio":
         logger.warning(
             "ACEDATACLOUD_API_TOKEN is not set: the tool is listed, but calls will fail until it is"
         )
 
-    from grok_chat_mcp.server import build_server
-
     with contextlib.suppress(KeyboardInterrupt):
-        build_server(settings).run("stdio")
+        if args.transport == "http":
+            serve_http(settings, args)
+        else:
+            from grok_chat_mcp.server import build_server  # keeps --help and --version instant
+
+            build_server(settings).run("stdio")
     sys.exit(0)
+
+
+def serve_http(settings: Settings, args: argparse.Namespace) -> None:
+    """Start the streamable HTTP transport, unless its policy forbids this configuration."""
+    from grok_chat_mcp import web  # stdio mode never imports the HTTP transport
+
+    policy = web.Policy(
+        host=args.host,
+        server_token=settings.api_token is not None,
+        allow_shared_token=args.allow_shared_token,
+        allowed_origins=tuple(args.allow_origin),
+    )
+    problem = policy.startup_problem()
+    if problem is not None:
+        logger.error("%s", problem)
+        sys.exit(2)
+    web.serve(settings, policy, args.port)
 
 
 def mask(token: str) -> str:

@@ -1,0 +1,163 @@
+"""Streamable HTTP transport: ``/mcp`` (stateless) and ``/health``, guarded against open-relay use.
+
+Imported only with ``--transport http``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+from mcp.server.mcpserver import Context
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from grok_chat_mcp import __version__
+from grok_chat_mcp.config import TOKEN_VAR, Settings
+from grok_chat_mcp.server import build_server
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bearer(headers: Mapping[str, str] | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    value = (headers or {}).get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may use this server's upstream balance, and from which web pages."""
+
+    host: str
+    server_token: bool
+    allow_shared_token: bool = False
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def shares_server_token(self) -> bool:
+        """Whether a request without its own token may spend the server's."""
+        return self.server_token and (is_loopback(self.host) or self.allow_shared_token)
+
+    def startup_problem(self) -> str | None:
+        """Why the server must not start with this configuration, or None."""
+        if self.server_token and not is_loopback(self.host) and not self.allow_shared_token:
+            return (
+                f"refusing to serve {TOKEN_VAR} to anyone who can reach {self.host}: on a non-loopback "
+                "address each request must bring its own token (Authorization: Bearer ...). Unset "
+                f"{TOKEN_VAR}, listen on 127.0.0.1, or pass --allow-shared-token if this network is trusted."
+            )
+        return None
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Requests without Origin (non-browser clients) pass; browsers only from allowed origins."""
+        if not origin:
+            return True
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        return any(origin == base or origin.startswith(base + ":") for base in LOOPBACK_ORIGINS)
+
+
+class Guard:
+    """ASGI front: answers ``GET /health``; refuses foreign origins (403) and token-less spending (401)."""
+
+    def __init__(self, app: ASGIApp, policy: Policy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            refusal = self._refusal(request)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> Response | None:
+        if request.url.path == "/health" and request.method == "GET":
+            return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
+        if not self.policy.origin_allowed(request.headers.get("origin")):
+            logger.warning("refused a request from origin %r", request.headers.get("origin"))
+            return _error(
+                403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
+            )
+        needs_token = request.url.path.startswith(MCP_PATH) and request.method != "OPTIONS"
+        if needs_token and bearer(request.headers) is None and not self.policy.shares_server_token:
+            return _error(
+                401,
+                "token required",
+                "Send your AceDataCloud token as 'Authorization: Bearer <token>'.",
+                {"WWW-Authenticate": 'Bearer realm="grok-chat-mcp"'},
+            )
+        return None
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": f"{code}: {message}"}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def request_token(ctx: Context[Any, Any]) -> str | None:
+    """The calling request's own token (None: the server's, where the policy allows it)."""
+    return bearer(ctx.headers)
+
+
+def create_app(
+    settings: Settings,
+    policy: Policy,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    heartbeat: float = 5.0,
+) -> ASGIApp:
+    """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, behind :class:`Guard`."""
+    if not policy.shares_server_token:
+        settings = replace(settings, api_token=None, token_source="per request")  # noqa: S106
+    server = build_server(
+        settings, transport=transport, heartbeat=heartbeat, token_for=request_token, local_images=False
+    )
+
+    loopback = is_loopback(policy.host)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=loopback,  # Host checks: only where the valid names are known
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
+        allowed_origins=[f"{base}:*" for base in LOOPBACK_ORIGINS]
+        + [*LOOPBACK_ORIGINS, *policy.allowed_origins],
+    )
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, stateless_http=True, transport_security=security, host=policy.host
+    )
+    return Guard(app, policy)
+
+
+def serve(settings: Settings, policy: Policy, port: int) -> None:
+    """Run the HTTP server until interrupted."""
+    import uvicorn  # only the HTTP transport needs it
+
+    app = create_app(settings, policy)
+    logger.info("serving MCP at http://%s:%d%s", policy.host, port, MCP_PATH)
+    uvicorn.run(app, host=policy.host, port=port, log_config=None, access_log=False, lifespan="on")
