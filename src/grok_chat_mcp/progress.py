@@ -15,14 +15,18 @@ class ProgressRelay:
     """Sends ``notifications/progress`` for one tool call.
 
     New text is sent at once, then at most every ``interval`` seconds (never the same text twice).
-    While nothing has been sent for ``heartbeat`` seconds, a heartbeat says how long the call has
-    waited, so clients that reset their timeout on progress keep long calls alive. ``progress``
-    counts received characters plus one per heartbeat, so it always increases.
+    While nothing has been sent for ``heartbeat`` seconds, a heartbeat goes out, so clients that
+    reset their timeout on progress keep long calls alive. For a streamed call it carries no
+    message (the messages, joined, are exactly the text); otherwise it says how long the call has
+    waited. ``progress`` counts received characters plus one per heartbeat, so it always increases.
     """
 
-    def __init__(self, report: Report, label: str, *, interval: float = 0.2, heartbeat: float = 5.0) -> None:
+    def __init__(
+        self, report: Report, label: str, *, streaming: bool, interval: float = 0.2, heartbeat: float = 5.0
+    ) -> None:
         self._report = report
         self._label = label
+        self._streaming = streaming
         self._interval = interval
         self._heartbeat = heartbeat
         self._pending: list[str] = []
@@ -46,7 +50,7 @@ class ProgressRelay:
             self._last_text = time.monotonic()
             await self._send(message)
 
-    async def _send(self, message: str) -> None:
+    async def _send(self, message: str | None) -> None:
         async with self._lock:  # keeps notifications in order, so progress only grows
             self._last = time.monotonic()
             await self._report(float(self._units), None, message)
@@ -58,7 +62,8 @@ class ProgressRelay:
                 await self.flush()
             elif now >= self._last + self._heartbeat:
                 self._units += 1
-                await self._send(f"[{self._label}: waiting for upstream, {now - self._started:.0f}s]")
+                waited = f"{self._label}: waiting for upstream, {now - self._started:.0f}s"
+                await self._send(None if self._streaming else waited)
             else:
                 await anyio.sleep(min(self._interval, self._last + self._heartbeat - now))
 

@@ -79,7 +79,7 @@ def build_server(
             return _error(f"Invalid arguments:\n{exc}")
         grok = request.lifespan_context.grok
         token = token_for(ctx) if token_for is not None else None
-        relay = ProgressRelay(ctx.report_progress, chat.model, heartbeat=heartbeat)
+        relay = ProgressRelay(ctx.report_progress, chat.model, streaming=chat.stream, heartbeat=heartbeat)
         async with relay.running():
             try:
                 completion = await grok.complete(
