@@ -9,6 +9,7 @@ from mcp import Client
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
+from tests.upstream import completion as upstream_completion
 
 TOKEN = "sk-test-secret-token-0123456789"
 BASE = "https://api.acedata.cloud"
@@ -17,16 +18,7 @@ HELLO = [{"role": "user", "content": "hi"}]
 
 
 def completion(content: str = "pong", model: str = "grok-4") -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1764000000,
-        "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    }
+    return upstream_completion(model, content)
 
 
 @pytest.fixture
