@@ -52,6 +52,9 @@ def test_content_only() -> None:
          chunk({}, "stop")]
     )  # fmt: skip
     assert texts == ["Hi", " there"]
+    assembler = StreamAssembler()
+    assembler.add(chunk({"content": "x"}))
+    assert assembler.result() == assembler.result()  # reading the result changes nothing
     assert result == {
         "id": "chatcmpl-7",
         "object": "chat.completion",

@@ -14,7 +14,7 @@ _SPACE = re.compile(r"\s+")
 _EXCERPT = 200
 
 
-@dataclass
+@dataclass(eq=False)
 class GrokError(Exception):
     """A failed call. ``str()`` gives the text returned to the client as a tool error."""
 

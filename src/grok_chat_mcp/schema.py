@@ -319,6 +319,8 @@ def _check_json(value: Any, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidArguments(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
+        if value.isascii():  # the common case, and every data: URL: nothing to check
+            return
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:

@@ -133,14 +133,15 @@ class StreamAssembler:
 
     def result(self) -> dict[str, Any]:
         """The assembled ``chat.completion``."""
-        completion: dict[str, Any] = {"id": self._top.pop("id", None), "object": "chat.completion"}
+        top = dict(self._top)
+        completion: dict[str, Any] = {"id": top.pop("id", None), "object": "chat.completion"}
         for key in ("created", "model", "system_fingerprint"):
-            if key in self._top:
-                completion[key] = self._top.pop(key)
+            if key in top:
+                completion[key] = top.pop(key)
         completion["choices"] = [self._choice_result(i, self._choices[i]) for i in sorted(self._choices)]
         if self._usage is not None:
             completion["usage"] = self._usage
-        completion.update(self._top)
+        completion.update(top)
         return completion
 
     @staticmethod
