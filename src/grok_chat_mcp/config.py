@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 TOKEN_VAR = "ACEDATACLOUD_API_TOKEN"
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
 DEFAULT_TIMEOUT = 180.0
@@ -50,9 +48,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     """Read settings; the real environment wins over ``.env``. Never raises on bad values."""
     environ = os.environ if environ is None else environ
     env_file = Path.cwd() / ".env" if env_file is None else env_file
-    file_values = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
-    )
+    file_values: dict[str, str] = {}
+    if env_file.is_file():
+        from dotenv import dotenv_values  # only when there is a file to read (start-up time)
+
+        file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
     def get(name: str) -> tuple[str | None, str]:
         value = environ.get(name)
