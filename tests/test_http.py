@@ -252,3 +252,22 @@ def test_stdio_mode_does_not_load_the_http_transport() -> None:
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True, timeout=30
     )
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("origin", ["https://app.example.com", "http://localhost:5173"])
+async def test_allowed_browser_origins_get_cors_headers(stand_in: Upstream, origin: str) -> None:
+    policy = Policy(host="0.0.0.0", server_token=False, allowed_origins=("https://app.example.com",))
+    preflight_headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with serving(stand_in, policy) as base, httpx.AsyncClient() as http:
+        preflight = await http.options(f"{base}/mcp", headers=preflight_headers)
+        refused = await http.options(
+            f"{base}/mcp", headers={**preflight_headers, "Origin": "https://evil.example"}
+        )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert refused.status_code == 403

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver import Context
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 
 
 def is_loopback(host: str) -> bool:
@@ -151,7 +153,16 @@ def create_app(
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, stateless_http=True, transport_security=security, host=policy.host
     )
-    return Guard(app, policy)
+    cors = CORSMiddleware(  # lets pages from allowed origins read the answers
+        app,
+        allow_origins=[origin for origin in policy.allowed_origins if origin != "*"],
+        allow_origin_regex=LOOPBACK_ORIGIN_PATTERN if "*" not in policy.allowed_origins else ".*",
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version"],
+        expose_headers=["Mcp-Session-Id"],
+        max_age=600,
+    )
+    return Guard(cors, policy)
 
 
 def serve(settings: Settings, policy: Policy, port: int) -> None:
