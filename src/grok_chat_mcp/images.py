@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import anyio.to_thread
 
@@ -37,7 +38,7 @@ def local_path(url: str) -> Path | None:
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise ValueError("file:// URLs must name a local file (file:///path)")
-        return Path(unquote(parts.path))
+        return Path(url2pathname(parts.path))  # also right for file:///C:/... on Windows
     return Path(url).expanduser()
 
 
