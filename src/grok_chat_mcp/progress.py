@@ -32,47 +32,59 @@ class ProgressRelay:
         self._pending: list[str] = []
         self._units = 0
         self._lock = anyio.Lock()
+        self._wake = anyio.Event()
         self._last_text = float("-inf")  # throttles text
         self._started = self._last = time.monotonic()  # heartbeat clock
 
     async def text(self, piece: str) -> None:
         """Take newly arrived text; send it now unless a notification went out very recently."""
         self._pending.append(piece)
-        self._units += len(piece)
         if time.monotonic() - self._last_text >= self._interval:
             await self.flush()
+        else:
+            self._wake.set()  # the timer sends it once the interval is over
 
     async def flush(self) -> None:
         """Send the text that has not been sent yet, if any."""
-        if self._pending:
+        async with self._lock:  # one notification at a time, so progress only grows
+            if not self._pending:
+                return
             message = "".join(self._pending)
             self._pending.clear()
-            self._last_text = time.monotonic()
-            await self._send(message)
-
-    async def _send(self, message: str | None) -> None:
-        async with self._lock:  # keeps notifications in order, so progress only grows
-            self._last = time.monotonic()
+            self._units += len(message)
+            self._last = self._last_text = time.monotonic()
             await self._report(float(self._units), None, message)
 
-    async def _beat(self) -> None:
+    async def _send_heartbeat(self, now: float) -> None:
+        async with self._lock:
+            self._units += 1
+            self._last = time.monotonic()
+            waited = f"{self._label}: waiting for upstream, {now - self._started:.0f}s"
+            await self._report(float(self._units), None, None if self._streaming else waited)
+
+    async def _timer(self) -> None:
+        """Flushes throttled text when its interval is over; sends heartbeats when all is quiet."""
         while True:
             now = time.monotonic()
             if self._pending and now >= self._last_text + self._interval:
                 await self.flush()
-            elif now >= self._last + self._heartbeat:
-                self._units += 1
-                waited = f"{self._label}: waiting for upstream, {now - self._started:.0f}s"
-                await self._send(None if self._streaming else waited)
-            else:
-                await anyio.sleep(min(self._interval, self._last + self._heartbeat - now))
+                continue
+            if now >= self._last + self._heartbeat:
+                await self._send_heartbeat(now)
+                continue
+            due = self._last + self._heartbeat
+            if self._pending:
+                due = min(due, self._last_text + self._interval)
+            self._wake = anyio.Event()
+            with anyio.move_on_after(due - now):
+                await self._wake.wait()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ProgressRelay]:
-        """Heartbeats run while inside; pending text is flushed on a normal exit."""
+        """The timer runs while inside; pending text is flushed on a normal exit."""
         self._last = self._started = time.monotonic()
         async with anyio.create_task_group() as group:
-            group.start_soon(self._beat)
+            group.start_soon(self._timer)
             try:
                 yield self
                 await self.flush()
