@@ -216,3 +216,16 @@ def test_reasoning_effort_dropped_for_models_that_reject_it(model: str) -> None:
 def test_reasoning_effort_kept_for_other_models(model: str) -> None:
     payload = {"model": model, "messages": HELLO, "reasoning_effort": "low"}
     assert upstream_payload(payload) is payload
+
+
+def test_model_description_lists_the_known_models() -> None:
+    description = input_schema()["properties"]["model"]["description"]
+    for model in (
+        "grok-4",
+        "grok-3",
+        "grok-4-1-fast",
+        "grok-4-1-fast-non-reasoning",
+        "grok-3-mini",
+        "grok-2-vision",
+    ):
+        assert model in description

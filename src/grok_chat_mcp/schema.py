@@ -1,7 +1,7 @@
 """The tool's input contract: pydantic models, the advertised JSON schema and readable errors.
 
-The models validate; they never rewrite. What goes upstream is the caller's own arguments
-(see :func:`parse_arguments`), so values keep their exact keys, nesting and order.
+The models only validate: what goes upstream is the caller's own arguments (see
+:func:`parse_arguments`), so values keep their exact keys, nesting and order.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "grok-4"
-KNOWN_MODELS = (
-    "grok-4",
-    "grok-3",
-    "grok-4-1-fast",
-    "grok-4-1-fast-non-reasoning",
-    "grok-3-mini",
-    "grok-2-vision",
-)
 #: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
 MAX_DEPTH = 64
 
