@@ -229,3 +229,10 @@ def test_model_description_lists_the_known_models() -> None:
         "grok-2-vision",
     ):
         assert model in description
+
+
+def test_huge_invalid_values_give_short_errors() -> None:
+    with pytest.raises(InvalidArguments) as caught:
+        parse_arguments({"messages": HELLO, "temperature": "x" * 1_000_000, "seed": [0] * 100_000})
+    assert len(str(caught.value)) < 300
+    assert "temperature" in str(caught.value) and "seed" in str(caught.value)
