@@ -1,20 +1,47 @@
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import respx
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp_types import TextContent
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
+from tests.upstream import Upstream
 from tests.upstream import completion as upstream_completion
 
 TOKEN = "sk-test-secret-token-0123456789"
 BASE = "https://api.acedata.cloud"
 URL = f"{BASE}/grok/chat/completions"
 HELLO = [{"role": "user", "content": "hi"}]
+#: The installed console script, as users launch it.
+SCRIPT = shutil.which("grok-chat-mcp", path=str(Path(sys.executable).parent)) or "grok-chat-mcp"
+
+
+def server_env(base_url: str, **extra: str) -> dict[str, str]:
+    """The environment for a server process: this one's, with our variables set and no strays."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACEDATACLOUD_", "GROK_", "LOG_LEVEL"))}
+    env.update({"ACEDATACLOUD_API_TOKEN": TOKEN, "ACEDATACLOUD_API_BASE_URL": base_url, **extra})
+    return env
+
+
+def params(base_url: str, tmp_path: Path, **extra: str) -> StdioServerParameters:
+    """Launch parameters for the console script over stdio, in a directory without a .env."""
+    return StdioServerParameters(command=SCRIPT, env=server_env(base_url, **extra), cwd=tmp_path)
+
+
+def text_of(result: Any) -> str:
+    """The text of a tool result's single content block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
 
 
 def completion(content: str = "pong", model: str = "grok-4") -> dict[str, Any]:
@@ -34,6 +61,13 @@ def settings() -> Settings:
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("grok_chat_mcp.client.BACKOFF_BASE", 0.0)
+
+
+@pytest.fixture
+def stand_in() -> Iterator[Upstream]:
+    """A fresh stand-in upstream on 127.0.0.1 (tests/upstream.py)."""
+    with Upstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture

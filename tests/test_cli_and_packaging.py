@@ -15,8 +15,7 @@ import pytest
 from grok_chat_mcp import __version__
 from grok_chat_mcp.cli import mask
 from grok_chat_mcp.config import ENV_VARS
-from tests.conftest import TOKEN
-from tests.test_stdio import SCRIPT, server_env
+from tests.conftest import SCRIPT, TOKEN, server_env
 from tests.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -12,17 +12,10 @@ from mcp import Client
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import TOOL_NAME, build_server
-from tests.conftest import HELLO
-from tests.test_stdio import params
+from tests.conftest import HELLO, params
 from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def stand_in() -> Iterator[Upstream]:
-    with Upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,12 @@ import respx
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp_types import TextContent
 
 from grok_chat_mcp.config import Settings, load_settings
 from grok_chat_mcp.server import TOOL_NAME, build_server
-from tests.conftest import HELLO, completion
-from tests.test_stdio import SCRIPT, server_env
+from tests.conftest import HELLO, SCRIPT, completion, params, server_env, text_of
 from tests.upstream import Upstream
 from tests.upstream import completion as stand_in_completion
 
@@ -102,22 +100,6 @@ async def test_random_invalid_arguments_never_reach_upstream(case: tuple[str, di
             after = await client.call_tool(TOOL_NAME, {"messages": HELLO})
             assert not after.is_error
             assert route.call_count == 1
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[Upstream]:
-    with Upstream() as upstream:
-        yield upstream
-
-
-def params(url: str, tmp_path: Path, **extra: str) -> StdioServerParameters:
-    return StdioServerParameters(command=SCRIPT, env=server_env(url, **extra), cwd=tmp_path)
-
-
-def text_of(result: Any) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 async def test_hanging_upstream_is_cut_off_at_the_timeout(stand_in: Upstream, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,18 +20,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.web import Policy, bearer, create_app, is_loopback
-from tests.conftest import HELLO
-from tests.test_stdio import SCRIPT, server_env
+from tests.conftest import HELLO, SCRIPT, server_env
 from tests.upstream import SSE_WORDS, Upstream
 
 pytestmark = pytest.mark.anyio
 SERVER_TOKEN = "server-own-token-0000"
-
-
-@pytest.fixture
-def stand_in() -> Iterator[Upstream]:
-    with Upstream() as upstream:
-        yield upstream
 
 
 @asynccontextmanager

@@ -10,20 +10,13 @@ import httpx
 import pytest
 import respx
 from mcp import Client
-from mcp_types import TextContent
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import TOOL_NAME, build_server
-from tests.conftest import HELLO, TOKEN, completion
+from tests.conftest import HELLO, TOKEN, completion, text_of
 
 pytestmark = pytest.mark.anyio
-
-
-def text_of(result: Any) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 async def test_server_identity(mcp: Client) -> None:

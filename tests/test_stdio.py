@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +13,10 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_types import TextContent
 
-from tests.conftest import HELLO, TOKEN
+from tests.conftest import HELLO, SCRIPT, TOKEN, params, server_env
 from tests.upstream import SSE_WORDS, Upstream
 
 pytestmark = pytest.mark.anyio
-SCRIPT = shutil.which("grok-chat-mcp", path=str(Path(sys.executable).parent)) or "grok-chat-mcp"
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[Upstream]:
-    with Upstream() as upstream:
-        yield upstream
-
-
-def server_env(base_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACEDATACLOUD_", "GROK_", "LOG_LEVEL"))}
-    env.update({"ACEDATACLOUD_API_TOKEN": TOKEN, "ACEDATACLOUD_API_BASE_URL": base_url, **extra})
-    return env
-
-
-def params(base_url: str, tmp_path: Path, **extra: str) -> StdioServerParameters:
-    return StdioServerParameters(command=SCRIPT, env=server_env(base_url, **extra), cwd=tmp_path)
 
 
 async def test_round_trip_over_stdio(stand_in: Upstream, tmp_path: Path) -> None:
