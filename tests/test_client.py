@@ -83,7 +83,25 @@ async def test_missing_token_fails_without_a_request(upstream: respx.MockRouter)
         (403, error_body("used_up", "balance insufficient"), ["Insufficient balance", "top it up"]),
         (403, error_body("disabled", "account disabled"), ["Access disabled"]),
         (403, error_body("forbidden", "moderation"), ["Request refused", "moderation"]),
-        (404, error_body("no_api", "no such api"), ["Not found", "HTTP 404", "grok-4"]),
+        (404, error_body("no_api", "no such api"), ["Not found", "HTTP 404", "ACEDATACLOUD_API_BASE_URL"]),
+        (400, error_body("no_token", "token missing"), ["Authentication failed", "HTTP 400", "no_token"]),
+        (400, error_body("token_mismatched", "wrong api"), ["Authentication failed", "token_mismatched"]),
+        (400, error_body("disabled", "token disabled"), ["Access disabled (HTTP 400, disabled)"]),
+        (400, error_body("api_not_implemented", "x"), ["Not available", "ACEDATACLOUD_API_BASE_URL"]),
+        (403, error_body("used_up", "no money"), ["Insufficient balance (HTTP 403, used_up)"]),
+        (500, error_body("api_error", "No valid account found"), ["Upstream error", "pool is exhausted"]),
+        (400, error_body("bad_request", "The model `grok-2-vision` is not supported."),
+         ["Model not available (HTTP 400, bad_request)", "retired upstream on 2026-07-27",
+          "grok-4, grok-4.5"]),
+        (400, {"code": "Client specified an invalid argument",
+               "error": "Argument not supported on this model: presencePenalty"},
+         ["Request rejected (HTTP 400, Client specified an invalid argument)", "rejects presence_penalty"]),
+        (400, {"code": "Client specified an invalid argument",
+               "error": "Model grok-4.5 does not support parameter frequencyPenalty."},
+         ["rejects frequency_penalty: call again without it"]),
+        (400, {"code": "Client specified an invalid argument",
+               "error": "Only messages of role 'user' can have a name."},
+         ["Remove 'name' from every message"]),
         (504, error_body("timeout", "gateway timeout"), ["Upstream timeout", "billed", "not retried"]),
         (418, {"code": "teapot", "error": "xai style error"}, ["HTTP 418", "teapot", "xai style error"]),
     ],
@@ -92,10 +110,11 @@ async def test_error_taxonomy(
     grok: GrokClient, upstream: respx.MockRouter, status: int, body: dict[str, Any], expected: list[str]
 ) -> None:
     route = upstream.post("/grok/chat/completions").respond(status, json=body)
-    text = str(await failure(grok))
+    model = "grok-2-vision" if "grok-2-vision" in str(body) else "grok-4"
+    text = str(await failure(grok, {"model": model, "messages": HELLO}))
     for fragment in expected:
         assert fragment in text
-    assert route.call_count == 1  # none of these is retried
+    assert route.call_count == (3 if status == 500 else 1)  # only the 500 is retried
 
 
 async def test_html_body_becomes_a_short_excerpt(grok: GrokClient, upstream: respx.MockRouter) -> None:

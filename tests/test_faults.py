@@ -151,12 +151,15 @@ def test_invalid_settings_are_reported_and_defaults_used(tmp_path: Path) -> None
     env = {"GROK_REQUEST_TIMEOUT": "soon", "GROK_MAX_RETRIES": "-1", "LOG_LEVEL": "loud",
            "ACEDATACLOUD_API_BASE_URL": "ftp://x"}  # fmt: skip
     loaded = load_settings(env, tmp_path / "missing.env")
-    assert (loaded.timeout, loaded.max_retries, loaded.log_level) == (180.0, 2, "INFO")
+    assert (loaded.timeout, loaded.max_retries, loaded.log_level) == (900.0, 2, "INFO")
+    assert loaded.call_timeout == 1800.0
     assert loaded.base_url == "https://api.acedata.cloud"
     assert len(loaded.warnings) == 4
     assert load_settings({"GROK_MAX_RETRIES": "1.5"}, tmp_path / "x").max_retries == 2
     assert load_settings({"GROK_MAX_RETRIES": "99"}, tmp_path / "x").max_retries == 10
-    assert load_settings({"GROK_REQUEST_TIMEOUT": "0"}, tmp_path / "x").timeout == 180.0
+    assert load_settings({"GROK_REQUEST_TIMEOUT": "0"}, tmp_path / "x").timeout == 900.0
+    assert load_settings({"GROK_CALL_TIMEOUT": "0"}, tmp_path / "x").call_timeout == 1800.0
+    assert load_settings({"GROK_CALL_TIMEOUT": "60"}, tmp_path / "x").call_timeout == 60.0
     good = load_settings(
         {"GROK_REQUEST_TIMEOUT": "30", "GROK_MAX_RETRIES": "0", "LOG_LEVEL": "warn"}, tmp_path / "x"
     )
@@ -182,7 +185,7 @@ def test_bad_settings_start_anyway_with_warnings_on_stderr(stand_in: Upstream, t
     assert done.returncode == 0
     assert json.loads(done.stdout.splitlines()[0])["id"] == 1
     stderr = done.stderr.decode()
-    assert "GROK_REQUEST_TIMEOUT='abc' is not a number; using 180" in stderr
+    assert "GROK_REQUEST_TIMEOUT='abc' is not a number; using 900" in stderr
     assert "GROK_MAX_RETRIES='-3' is out of range; using 2" in stderr
     assert "Traceback" not in stderr
 

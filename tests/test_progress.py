@@ -21,9 +21,9 @@ class Recorder:
         self.sent.append((time.monotonic(), progress, message))
 
 
-async def test_streamed_text_is_sent_once_throttled_and_heartbeats_carry_no_text() -> None:
+async def test_streamed_text_gives_throttled_readable_statuses() -> None:
     record = Recorder()
-    relay = ProgressRelay(record, "grok-4", streaming=True, interval=0.1, heartbeat=0.15)
+    relay = ProgressRelay(record, "grok-4", interval=0.1, heartbeat=0.15)
     async with relay.running():
         started = time.monotonic()
         await relay.text("a")  # sent at once
@@ -31,33 +31,44 @@ async def test_streamed_text_is_sent_once_throttled_and_heartbeats_carry_no_text
             await anyio.sleep(0.02)
             await relay.text(piece)
         await anyio.sleep(0.4)  # silence: heartbeats
-        await relay.text("end")
+        await relay.text("end\nof it")
     assert record.sent[0][0] - started < 0.05
-    assert record.sent[0][2] == "a"
-    assert "".join(m for _, _, m in record.sent if m is not None) == "abcdefghend"
-    texts = [t for t, _, m in record.sent if m]
+    assert record.sent[0][2] == "grok-4: 1 chars received ... a"
+    assert record.sent[-1][2] == "grok-4: 17 chars received ... abcdefghend of it"  # one line
+    texts = [t for t, _, m in record.sent if m and "so far" not in m]
     assert all(b - a >= 0.09 for a, b in itertools.pairwise(texts))  # throttled
     assert len(texts) < 9  # fewer notifications than pieces
-    assert any(m is None for _, _, m in record.sent)  # heartbeats happened, without text
+    beats = [m for _, _, m in record.sent if m and "so far" in m]
+    assert beats and beats[0].startswith("grok-4: 8 chars received, 0s so far ... abcdefgh")
     values = [p for _, p, _ in record.sent]
     assert values == sorted(set(values))
 
 
+async def test_status_shows_only_the_last_80_characters() -> None:
+    record = Recorder()
+    async with ProgressRelay(record, "grok-4.5").running() as relay:
+        await relay.text("x" * 5000 + " the end")
+    (message,) = [m for _, _, m in record.sent]
+    assert message is not None
+    assert message.startswith("grok-4.5: 5,008 chars received ... ")
+    assert message.endswith("x the end") and len(message) < 130
+
+
 async def test_waiting_heartbeats_for_non_streaming_calls() -> None:
     record = Recorder()
-    async with ProgressRelay(record, "grok-3", streaming=False, heartbeat=0.05).running():
+    async with ProgressRelay(record, "grok-3", heartbeat=0.05).running():
         await anyio.sleep(0.18)
     assert len(record.sent) >= 2
-    assert all(m is not None and m.startswith("grok-3: waiting for upstream") for _, _, m in record.sent)
+    assert all(m is not None and m.startswith("grok-3: waiting for upstream, ") for _, _, m in record.sent)
 
 
 async def test_pending_text_is_flushed_by_the_timer_and_on_exit() -> None:
     record = Recorder()
-    relay = ProgressRelay(record, "m", streaming=True, interval=0.1, heartbeat=10)
+    relay = ProgressRelay(record, "m", interval=0.1, heartbeat=10)
     async with relay.running():
         await relay.text("x")
         await relay.text("y")  # throttled: pending
         await anyio.sleep(0.2)  # the timer sends it without waiting for more text
-        assert [m for _, _, m in record.sent] == ["x", "y"]
+        assert [m for _, _, m in record.sent] == ["m: 1 chars received ... x", "m: 2 chars received ... xy"]
         await relay.text("z")
-    assert [m for _, _, m in record.sent] == ["x", "y", "z"]
+    assert [m for _, _, m in record.sent][-1] == "m: 3 chars received ... xyz"

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments, upstream_payload
+from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments
 
 HELLO = [{"role": "user", "content": "hi"}]
 PARAMETERS = {
     "messages", "model", "temperature", "top_p", "max_tokens", "stop", "seed", "user", "stream",
     "presence_penalty", "frequency_penalty", "reasoning_effort", "response_format", "tools", "tool_choice",
+    "max_completion_tokens", "parallel_tool_calls",
 }  # fmt: skip
 
 
@@ -33,11 +34,15 @@ def test_schema_constraints() -> None:
     assert props["model"]["default"] == "grok-4"
     assert props["stream"]["default"] is False
     assert (props["temperature"]["minimum"], props["temperature"]["maximum"]) == (0, 2)
-    assert (props["top_p"]["minimum"], props["top_p"]["maximum"]) == (0, 1)
+    assert (props["top_p"]["exclusiveMinimum"], props["top_p"]["maximum"]) == (0, 1)
+    assert (props["seed"]["minimum"], props["seed"]["maximum"]) == (-(2**31), 2**31 - 1)
+    assert props["tools"]["maxItems"] == 128
+    assert props["max_completion_tokens"]["minimum"] == 1
+    assert props["parallel_tool_calls"]["type"] == "boolean"
     assert props["max_tokens"] == {**props["max_tokens"], "type": "integer", "minimum": 1}
     for name in ("presence_penalty", "frequency_penalty"):
         assert (props[name]["minimum"], props[name]["maximum"]) == (-2, 2)
-    assert props["reasoning_effort"]["enum"] == ["low", "high"]
+    assert props["reasoning_effort"]["enum"] == ["low", "medium", "high"]
     assert props["response_format"]["properties"]["type"]["enum"] == ["text", "json_object", "json_schema"]
     assert props["tool_choice"]["anyOf"][0]["enum"] == ["none", "auto", "required"]
     assert props["stop"]["anyOf"][1]["maxItems"] == 4
@@ -154,8 +159,35 @@ def test_json_text_arguments_are_decoded() -> None:
             "frequency_penalty: input should be greater than or equal",
         ),
         (
-            {"messages": HELLO, "reasoning_effort": "medium"},
-            "reasoning_effort: input should be 'low' or 'high'",
+            {"messages": HELLO, "reasoning_effort": "max"},
+            "reasoning_effort: input should be 'low', 'medium' or 'high'",
+        ),
+        ({"messages": HELLO, "top_p": 0}, "top_p: input should be greater than 0 (got 0)"),
+        ({"messages": HELLO, "seed": 2**31}, "seed: input should be less than or equal to 2147483647"),
+        (
+            {"messages": HELLO, "seed": -(2**31) - 1},
+            "seed: input should be greater than or equal to -2147483648",
+        ),
+        (
+            {"messages": HELLO, "tools": [{"type": "function", "function": {"name": "f"}}] * 129},
+            "tools: expected at most 128 item(s), got 129",
+        ),
+        (
+            {"messages": HELLO, "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+            "response_format: json_schema needs a 'name'",
+        ),
+        ({"messages": HELLO, "max_completion_tokens": 0}, "max_completion_tokens: input should be greater"),
+        (
+            {"messages": HELLO, "parallel_tool_calls": "yes"},
+            "parallel_tool_calls: input should be a valid boolean",
+        ),
+        (
+            {"messages": HELLO, "temperature": float("nan")},
+            "temperature: nan is not a finite number",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x", "extra": [float("inf")]}]},
+            "messages[0].extra[0]: inf is not a finite number",
         ),
         ({"messages": HELLO, "response_format": {"type": "xml"}}, "response_format.type:"),
         (
@@ -204,31 +236,12 @@ def test_many_errors_are_capped() -> None:
     assert "more problems" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    "model", ["grok-4", "grok-3", "grok-4-1-fast", "grok-4-1-fast-non-reasoning", "GROK-4"]
-)
-def test_reasoning_effort_dropped_for_models_that_reject_it(model: str) -> None:
-    payload = {"model": model, "messages": HELLO, "reasoning_effort": "high"}
-    assert upstream_payload(payload) == {"model": model, "messages": HELLO}
-
-
-@pytest.mark.parametrize("model", ["grok-3-mini", "grok-2-vision", "grok-5"])
-def test_reasoning_effort_kept_for_other_models(model: str) -> None:
-    payload = {"model": model, "messages": HELLO, "reasoning_effort": "low"}
-    assert upstream_payload(payload) is payload
-
-
-def test_model_description_lists_the_known_models() -> None:
+def test_model_description_is_true_today() -> None:
     description = input_schema()["properties"]["model"]["description"]
-    for model in (
-        "grok-4",
-        "grok-3",
-        "grok-4-1-fast",
-        "grok-4-1-fast-non-reasoning",
-        "grok-3-mini",
-        "grok-2-vision",
-    ):
+    for model in ("grok-4", "grok-4.5", "grok-3"):
         assert model in description
+    assert "retired" in description
+    assert "images" in description
 
 
 def test_huge_invalid_values_give_short_errors() -> None:

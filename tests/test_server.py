@@ -10,6 +10,8 @@ import httpx
 import pytest
 import respx
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import METHOD_NOT_FOUND
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
@@ -34,11 +36,31 @@ async def test_tools_list_advertises_the_contract(mcp: Client) -> None:
     assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
     schema = tool.input_schema
     assert schema["required"] == ["messages"]
-    assert len(schema["properties"]) == 15
+    assert len(schema["properties"]) == 17
     assert schema["properties"]["model"]["default"] == "grok-4"
     assert schema["properties"]["temperature"]["maximum"] == 2
     assert tool.output_schema is not None
     assert tool.output_schema["required"] == ["result"]
+    assert tool.output_schema["properties"]["notes"]["anyOf"][0]["type"] == "array"
+    assert tool.meta == {"anthropic/maxResultSizeChars": 500_000}
+    assert "grok_text_to_video" not in tool.description
+    for retired in ("grok-2-vision", "grok-3-mini", "grok-4-1-fast"):
+        assert retired not in tool.description
+    assert "grok-4" in tool.description and "images" in tool.description
+
+
+async def test_capabilities_are_exactly_what_the_server_has(mcp: Client) -> None:
+    capabilities = mcp.server_capabilities
+    assert capabilities is not None
+    advertised = {k for k, v in capabilities.model_dump(exclude_none=True).items() if v is not None}
+    assert advertised == {"tools"}
+    for method in (mcp.list_prompts, mcp.list_resources, mcp.list_resource_templates):
+        with pytest.raises(MCPError) as caught:
+            await method()
+        assert caught.value.error.code == METHOD_NOT_FOUND
+    with pytest.raises(MCPError) as caught:
+        await mcp.get_prompt("anything")
+    assert caught.value.error.code == METHOD_NOT_FOUND
 
 
 async def test_successful_call(mcp: Client, upstream: respx.MockRouter) -> None:
@@ -48,7 +70,7 @@ async def test_successful_call(mcp: Client, upstream: respx.MockRouter) -> None:
     assert result.structured_content == {"result": completion("pong")}
     assert len(result.content) == 1
     text = text_of(result)
-    assert json.loads(text) == completion("pong")
+    assert json.loads(text) == {"result": completion("pong")}
     assert "\n" not in text and ": " not in text  # compact JSON
     sent = json.loads(route.calls.last.request.content)
     assert sent == {"model": "grok-4", "messages": HELLO, "max_tokens": 5}
@@ -63,7 +85,7 @@ async def test_validation_error_is_a_tool_error_and_sends_nothing(
     text = text_of(result)
     assert text.startswith("Invalid arguments:")
     assert "temperature: input should be less than or equal to 2 (got 9)" in text
-    assert "top_p: input should be greater than or equal to 0" in text
+    assert "top_p: input should be greater than 0 (got -1)" in text
     assert "errors.pydantic.dev" not in text
     assert not route.called
 
@@ -116,21 +138,46 @@ async def test_retried_call_succeeds(mcp: Client, upstream: respx.MockRouter, no
     assert route.call_count == 3
 
 
-async def test_reasoning_effort_dropped_for_grok_4_but_sent_for_mini(
+async def test_arguments_the_model_rejects_are_not_sent_and_the_agent_is_told(
     mcp: Client, upstream: respx.MockRouter
 ) -> None:
     route = upstream.post("/grok/chat/completions").respond(200, json=completion())
-    await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "reasoning_effort": "high"})
-    assert "reasoning_effort" not in json.loads(route.calls.last.request.content)
-    await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "model": "grok-3-mini", "reasoning_effort": "high"})
-    assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "high"
+    arguments = {"messages": HELLO, "reasoning_effort": "high", "stop": "END", "temperature": 0.3}
+    result = await mcp.call_tool(TOOL_NAME, arguments)
+    assert not result.is_error
+    assert json.loads(route.calls.last.request.content) == {
+        "model": "grok-4",
+        "messages": HELLO,
+        "temperature": 0.3,
+    }
+    notes = result.structured_content["notes"]
+    assert notes[0].startswith("reasoning_effort was not sent: grok-4")
+    assert notes[1].startswith("stop was not sent: grok-4 is a reasoning model")
+    assert json.loads(text_of(result))["notes"] == notes  # the text block says the same
+    result = await mcp.call_tool(
+        TOOL_NAME, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "medium"}
+    )
+    assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "medium"
+    assert "notes" not in result.structured_content
+
+
+async def test_images_for_a_text_only_model_are_refused_before_sending(
+    mcp: Client, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post("/grok/chat/completions").respond(200, json=completion())
+    part = {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+    messages = [{"role": "user", "content": [part]}]
+    result = await mcp.call_tool(TOOL_NAME, {"messages": messages, "model": "grok-3"})
+    assert result.is_error
+    assert "messages[0].content[0]: grok-3 does not take images" in text_of(result)
+    assert not route.called
 
 
 async def test_every_parameter_reaches_upstream(mcp: Client, upstream: respx.MockRouter) -> None:
     route = upstream.post("/grok/chat/completions").respond(200, json=completion())
     arguments = {
         "messages": HELLO,
-        "model": "grok-3-mini",
+        "model": "grok-5",  # unknown to the capability table: everything is sent as given
         "temperature": 0.7,
         "top_p": 0.9,
         "max_tokens": 100,
@@ -147,6 +194,8 @@ async def test_every_parameter_reaches_upstream(mcp: Client, upstream: respx.Moc
         },
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
         "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "max_completion_tokens": 50,
+        "parallel_tool_calls": False,
     }
     result = await mcp.call_tool(TOOL_NAME, arguments)
     assert not result.is_error
@@ -181,7 +230,8 @@ async def test_stream_call_returns_one_completion_and_progress(
     completion_ = result.structured_content["result"]
     assert completion_["object"] == "chat.completion"
     assert completion_["choices"][0]["message"]["content"] == "Hello world"
-    assert "".join(m or "" for _, m in seen) == "Hello world"
+    assert seen[-1][1] == "grok-4: 11 chars received ... Hello world"
+    assert all(m and m.startswith("grok-4: ") and "\n" not in m for _, m in seen)
     values = [v for v, _ in seen]
     assert values == sorted(values) and len(set(values)) == len(values)
 

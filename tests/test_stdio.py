@@ -48,7 +48,10 @@ async def test_streaming_with_progress_over_stdio(stand_in: Upstream, tmp_path: 
     text = "".join(SSE_WORDS)
     assert result.structured_content["result"]["choices"][0]["message"]["content"] == text
     assert len(messages) >= 3  # arrived while streaming, not at the end
-    assert "".join(messages) == text  # only new text each time
+    assert messages[-1] == f"grok-4: {len(text)} chars received ... {text}"  # a readable one-line status
+    completion = result.structured_content["result"]
+    assert completion["id"].startswith("foaicmpl-")  # AceDataCloud's stream format, assembled
+    assert completion["usage"]["output_tokens"] == 7  # the real usage, not the zeros of the finish chunk
 
 
 async def test_upstream_errors_over_stdio(stand_in: Upstream, tmp_path: Path) -> None:

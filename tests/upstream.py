@@ -1,5 +1,11 @@
 """A stand-in for AceDataCloud on 127.0.0.1, for end-to-end tests and benchmarks.
 
+It answers like the real API (the facts and their sources are in ``tests/README.md``): every request
+is checked as upstream checks it (token, model, the arguments each model rejects, ``name`` on
+non-user messages) and refused with the real error bodies; streams use AceDataCloud's documented
+format (spaced JSON, ``foaicmpl-`` ids, empty ``data:`` lines, zero usage on the finish chunk, then
+the real usage, with ``input_tokens``/``output_tokens``, on a last chunk with ``choices: []``).
+
 The scenario is the first path segment of the base URL, so each server process picks its
 behaviour through ``ACEDATACLOUD_API_BASE_URL``:
 
@@ -10,6 +16,10 @@ behaviour through ``ACEDATACLOUD_API_BASE_URL``:
 - ``/truncated``: an event stream that stops without ``[DONE]``;
 - ``/hang``: accepts and never answers; ``/status<code>``: an AceDataCloud error body;
 - ``/html``: a 502 HTML proxy page; ``/echo-token``: a 401 whose message echoes the bearer token.
+
+Tokens that pick an upstream verdict: ``used-up-token`` (403 ``used_up``), ``disabled-token``
+(403 ``disabled``), ``expired-token`` (401 ``token_expired``), ``bad-token`` (401 ``invalid_token``),
+``other-service-token`` (400 ``token_mismatched``); no Authorization header gives 400 ``no_token``.
 
 A request whose ``user`` is ``scenario:<name>`` gets that scenario instead, whatever the URL.
 
@@ -29,6 +39,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SSE_WORDS = ["Hello", " from", " a", " streamed", " Grok", " answer", "."]
+#: What AceDataCloud serves (its OpenAPI spec's model enum).
+MODELS = ("grok-4", "grok-4.5", "grok-3")
+#: Every served model is a reasoning model now (grok-3 is grok-4.3 upstream): these are refused.
+REASONING_REJECTS = {
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "stop": "stop",
+}
+EFFORTS = {"grok-4.5": ("low", "medium", "high")}
+TOKEN_VERDICTS = {
+    "used-up-token": (403, "used_up", "Your balance is used up, please recharge."),
+    "disabled-token": (403, "disabled", "The token has been disabled."),
+    "expired-token": (401, "token_expired", "The token has expired."),
+    "bad-token": (401, "invalid_token", "The token is invalid."),
+    "other-service-token": (400, "token_mismatched", "The token does not match this API."),
+}
+USAGE = {
+    "prompt_tokens": 5,
+    "completion_tokens": 7,
+    "total_tokens": 12,
+    "input_tokens": 5,
+    "output_tokens": 7,
+}
 
 
 def completion(model: str, content: str) -> dict[str, Any]:
@@ -44,15 +77,61 @@ def completion(model: str, content: str) -> dict[str, Any]:
     }
 
 
-def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    data = {
-        "id": "chatcmpl-local",
+def chunk(
+    model: str, delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None
+) -> bytes:
+    """One event as AceDataCloud sends it: spaced JSON, ``foaicmpl-`` id; ``delta=None``: no choices."""
+    data: dict[str, Any] = {
+        "id": "foaicmpl-local",
         "object": "chat.completion.chunk",
         "created": 1764000000,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
+    if usage is not None:
+        data["usage"] = usage
     return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def refusal(headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """The error the real API gives this request, or None if it would be served."""
+    authorization = str(headers.get("Authorization", ""))
+    if not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        return 400, acedata_error("no_token", "The token is missing.")
+    verdict = TOKEN_VERDICTS.get(authorization[7:].strip())
+    if verdict is not None:
+        return verdict[0], acedata_error(verdict[1], verdict[2])
+    model = str(body.get("model", ""))
+    if model not in MODELS:
+        return 400, acedata_error("bad_request", f"The model `{model}` is not supported.")
+    for key, camel in REASONING_REJECTS.items():
+        if key in body:
+            return 400, xai_rejection(model, camel)
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in EFFORTS.get(model, ()):
+        return 400, xai_rejection(model, "reasoningEffort")
+    for message in body.get("messages") or ():
+        if isinstance(message, dict) and "name" in message and message.get("role") != "user":
+            return 400, {
+                "code": "Client specified an invalid argument",
+                "error": "Only messages of role 'user' can have a name.",
+            }
+    return None
+
+
+def acedata_error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}, "trace_id": "trace-local-1"}
+
+
+def xai_rejection(model: str, camel: str) -> dict[str, Any]:
+    """xAI's body, passed through: the older wording, and the newer one of grok-4.5."""
+    if model == "grok-4.5":
+        return {"code": "Client specified an invalid argument", "error": f"Model {model} does not support "
+                f"parameter {camel}."}  # fmt: skip
+    return {
+        "code": "Client specified an invalid argument",
+        "error": f"Argument not supported on this model: {camel}",
+    }
 
 
 @dataclass
@@ -92,6 +171,10 @@ class Upstream:
         self._server.server_close()
 
 
+#: Scenarios that answer like a served request, so the real API's checks come first.
+_SERVED = frozenset({"ok", "slow", "big", "sse", "long", "truncated"})
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connections under a burst of concurrent calls
@@ -114,7 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
             scenario = user.removeprefix("scenario:")
         name, number = re.fullmatch(r"([a-z-]+)(\d*)", scenario).groups()  # type: ignore[union-attr]
         model = str(body.get("model", "grok-4"))
-        if name == "ok":
+        refused = refusal(self.headers, body) if name in _SERVED else None
+        if refused is not None:
+            self._json(*refused)
+        elif name == "ok":
             self._json(200, completion(model, "pong"))
         elif name == "slow":
             time.sleep(int(number or 300) / 1000)
@@ -157,6 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         try:
+            self.wfile.write(b"data:\n\n")  # AceDataCloud's documented stream shows empty data lines
             self.wfile.write(chunk(model, {"role": "assistant", "content": ""}))
             for index, word in enumerate(words):
                 if index == 0:
@@ -165,7 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(delay)
             if done:
-                self.wfile.write(chunk(model, {}, "stop"))
+                zero = {key: 0 for key in USAGE}
+                self.wfile.write(chunk(model, {}, "stop", usage=zero))
+                self.wfile.write(b"data:\n\n" + chunk(model, None, usage=USAGE))
                 self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except OSError:

@@ -1,12 +1,19 @@
-"""The async AceDataCloud Grok client: one pooled connection pool, safe retries, error mapping, SSE."""
+"""The async AceDataCloud Grok client: one pooled connection pool, safe retries, error mapping, SSE.
+
+Everything upstream sends is bounded: the decoded body, each event-stream line, the assembled
+completion, the error body that is read, and the whole call (``GROK_CALL_TIMEOUT``).
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -15,8 +22,8 @@ import httpx
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.errors import GrokError, excerpt, from_response, missing_token, redact
-from grok_chat_mcp.stream import DONE, SSEDecoder, StreamAssembler
+from grok_chat_mcp.errors import MAX_ERROR_BODY, GrokError, excerpt, from_response, missing_token, redact
+from grok_chat_mcp.stream import DONE, LineSplitter, LineTooLong, SSEDecoder, StreamAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +34,22 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 #: Connection limits: plenty for an agent's parallel calls, bounded against runaway loops.
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=60)
+#: The largest (decoded) non-streamed response body accepted.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: The longest event-stream line accepted (one chunk; a whole tool call can arrive in one).
+MAX_LINE_CHARS = 4 * 1024 * 1024
+#: The most characters a streamed completion may assemble (text, reasoning, tool arguments).
+MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
+#: Deepest JSON nesting accepted from upstream (a completion is a few levels deep).
+MAX_UPSTREAM_DEPTH = 64
+_STEP = 64 * 1024
 
 OnText = Callable[[str], Awaitable[None]]
+Secrets = tuple[str | None, ...]
+
+
+class _Unreadable(Exception):
+    """The body cannot be read within its bounds (too large, bad encoding)."""
 
 
 def make_http_client(
@@ -38,7 +59,7 @@ def make_http_client(
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         limits=LIMITS,
-        headers={"User-Agent": f"grok-chat-mcp/{__version__}"},
+        headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
         transport=transport,
         trust_env=True,
     )
@@ -67,29 +88,33 @@ class GrokClient:
         token = token or self._settings.api_token
         if not token:
             raise missing_token()
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if payload.get("stream") else "application/json",
         }
         request = self._http.build_request("POST", self._settings.endpoint, content=body, headers=headers)
+        call = _Call(request, (token, self._settings.api_token), str(payload.get("model", "")), on_text)
         started = time.perf_counter()
+        result: dict[str, Any] | None = None
         try:
-            result = await self._send_with_retries(request, token, on_text)
+            with anyio.move_on_after(self._settings.call_timeout):
+                result = await self._send_with_retries(call)
+            if result is None:
+                raise self._deadline_error(call.attempt)
         except GrokError as exc:
             logger.warning("grok call failed after %.2fs: %s", time.perf_counter() - started, exc.category)
             raise
         logger.info("grok call ok in %.2fs (model %s)", time.perf_counter() - started, result.get("model"))
         return result
 
-    async def _send_with_retries(
-        self, request: httpx.Request, token: str, on_text: OnText | None
-    ) -> dict[str, Any]:
+    async def _send_with_retries(self, call: _Call) -> dict[str, Any]:
         retries = self._settings.max_retries
         for attempt in range(1, retries + 2):
+            call.attempt = attempt
             try:
-                response = await self._http.send(request, stream=True)
+                response = await self._http.send(call.request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if attempt <= retries:
                     await self._backoff(attempt, None, f"connection failure ({type(exc).__name__})")
@@ -106,7 +131,7 @@ class GrokClient:
                         attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}"
                     )
                     continue
-                return await self._read(response, token, attempt, on_text)
+                return await self._read(response, call)
             finally:
                 await response.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -118,42 +143,55 @@ class GrokClient:
         logger.info("retrying after %s in %.2fs (attempt %d)", reason, delay, attempt + 1)
         await self._sleep(delay)
 
-    async def _read(
-        self, response: httpx.Response, token: str, attempt: int, on_text: OnText | None
-    ) -> dict[str, Any]:
+    async def _read(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
+        status = response.status_code
         try:
-            if response.status_code >= 400:
-                raise from_response(response.status_code, await response.aread(), attempt, token)
+            if status >= 400:
+                body = await _read_body(response, MAX_ERROR_BODY, truncate=True)
+                raise from_response(status, body, call.attempt, call.secrets, call.model)
             if "text/event-stream" in response.headers.get("content-type", ""):
-                return await self._read_stream(response, token, attempt, on_text)
-            return _completion(await response.aread(), response.status_code, attempt, token)
+                return await self._read_stream(response, call)
+            body = await _read_body(response, MAX_RESPONSE_BYTES)
+            return _completion(body, status, call)
+        except _Unreadable as exc:
+            raise GrokError(
+                "Unexpected response",
+                f"{exc}.",
+                "This usually comes from a proxy in front of the API; check ACEDATACLOUD_API_BASE_URL.",
+                status=status,
+                attempts=call.attempt,
+            ) from None
         except httpx.TimeoutException:
-            raise self._timeout_error(attempt) from None
+            raise self._timeout_error(call.attempt) from None
         except httpx.HTTPError as exc:
-            raise self._network_error(exc, attempt) from None
+            raise self._network_error(exc, call.attempt) from None
 
-    async def _read_stream(
-        self, response: httpx.Response, token: str, attempt: int, on_text: OnText | None
-    ) -> dict[str, Any]:
+    async def _read_stream(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
         decoder, assembler = SSEDecoder(), StreamAssembler()
         try:
-            async for line in response.aiter_lines():
+            async for line in _lines(response):
                 data = decoder.feed(line)
                 if data is None:
                     continue
-                text = _take_event(data, assembler, token, attempt)
+                text = _take_event(data, decoder.event, assembler, call)
                 if text is None:
                     return assembler.result()
-                if text and on_text is not None:
-                    await on_text(text)
+                if assembler.size > MAX_ASSEMBLED_CHARS:
+                    raise _too_large(f"the streamed answer passed {MAX_ASSEMBLED_CHARS:,} characters", call)
+                if text and call.on_text is not None:
+                    await call.on_text(text)
+        except LineTooLong as exc:
+            raise _too_large(str(exc), call) from None
         except httpx.TimeoutException:
-            raise _truncated(assembler, "no data arrived within the read timeout", attempt) from None
+            raise _truncated(assembler, "no data arrived within the read timeout", call.attempt) from None
         except httpx.HTTPError as exc:
-            raise _truncated(assembler, f"the connection broke ({type(exc).__name__})", attempt) from None
+            raise _truncated(
+                assembler, f"the connection broke ({type(exc).__name__})", call.attempt
+            ) from None
         data = decoder.flush()
-        if data is not None and _take_event(data, assembler, token, attempt) is None:
+        if data is not None and _take_event(data, decoder.event, assembler, call) is None:
             return assembler.result()
-        raise _truncated(assembler, "the stream ended without data: [DONE]", attempt)
+        raise _truncated(assembler, "the stream ended without data: [DONE]", call.attempt)
 
     def _timeout_error(self, attempt: int) -> GrokError:
         return GrokError(
@@ -161,6 +199,16 @@ class GrokClient:
             f"no answer from upstream within {self._settings.timeout:g}s (GROK_REQUEST_TIMEOUT).",
             "The generation may still have been billed, so it was not retried. Raise GROK_REQUEST_TIMEOUT, "
             "lower max_tokens, or use stream: true for long answers.",
+            attempts=attempt,
+        )
+
+    def _deadline_error(self, attempt: int) -> GrokError:
+        return GrokError(
+            "Timeout",
+            f"the call did not finish within {self._settings.call_timeout:g}s (GROK_CALL_TIMEOUT), "
+            "counting every attempt and wait; the upstream request was aborted.",
+            "The generation may still have been billed. Raise GROK_CALL_TIMEOUT, lower max_tokens, or ask "
+            "for less.",
             attempts=attempt,
         )
 
@@ -174,54 +222,153 @@ class GrokClient:
         )
         return GrokError(
             "Network error",
-            f"{where}: {reason}.",
+            f"{where}: {reason[:300]}.",
             "Check the network connection, proxy settings and ACEDATACLOUD_API_BASE_URL.",
             attempts=attempt,
         )
 
 
-def _completion(body: bytes, status: int, attempt: int, token: str) -> dict[str, Any]:
+class _Call:
+    """One call's request and what its error messages need."""
+
+    __slots__ = ("attempt", "model", "on_text", "request", "secrets")
+
+    def __init__(self, request: httpx.Request, secrets: Secrets, model: str, on_text: OnText | None) -> None:
+        self.request = request
+        self.secrets = secrets
+        self.model = model
+        self.on_text = on_text
+        self.attempt = 1
+
+
+async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body, decompressed at most :data:`_STEP` bytes at a time (a gzip bomb cannot balloon)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        async for raw in response.aiter_raw():
+            yield raw
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _Unreadable(f"upstream sent an unsupported Content-Encoding: {encoding[:40]!r}")
+    inflater = zlib.decompressobj(47)  # gzip or zlib header, detected
+    async for raw in response.aiter_raw():
+        data = raw
+        while data:
+            try:
+                out = inflater.decompress(data, _STEP)
+            except zlib.error:
+                raise _Unreadable("upstream sent a corrupt compressed body") from None
+            if out:
+                yield out
+            data = inflater.unconsumed_tail
+
+
+async def _read_body(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+    """Up to ``limit`` decoded bytes; more is an error, or cut off where ``truncate``."""
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in _decoded(response):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            if truncate:
+                break
+            raise _Unreadable(f"the response passed {limit // 2**20} MiB, more than any completion needs")
+    return b"".join(pieces)[:limit]
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The event stream's lines, decoded as UTF-8, each at most :data:`MAX_LINE_CHARS`."""
+    splitter = LineSplitter(MAX_LINE_CHARS)
+    text = codecs.getincrementaldecoder("utf-8")("replace")
+    async for piece in _decoded(response):
+        for line in splitter.feed(text.decode(piece)):
+            yield line
+    for line in splitter.feed(text.decode(b"", final=True)) + splitter.flush():
+        yield line
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON from upstream: NaN and Infinity become null (so both result forms agree), depth bounded."""
+    data = json.loads(text, parse_constant=lambda _: None)
+    if _too_deep(data):
+        raise ValueError("nested too deep")
+    return data
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_UPSTREAM_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values() if isinstance(item, dict | list))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+    return False
+
+
+def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = _loads(body)
+    except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
         raise GrokError(
             "Unexpected response",
             "upstream answered with a body that is not a JSON object: "
-            + excerpt(redact(body.decode("utf-8", "replace"), token)),
+            + excerpt(redact(body[:8192].decode("utf-8", "replace"), call.secrets)),
             "This usually comes from a proxy in front of the API; check ACEDATACLOUD_API_BASE_URL.",
             status=status,
-            attempts=attempt,
+            attempts=call.attempt,
         )
     if "error" in data and "choices" not in data:
-        error = from_response(status, body, attempt, token)
+        error = from_response(status, body, call.attempt, call.secrets, call.model)
         error.category = "Upstream error"
         raise error
     return data
 
 
-def _take_event(data: str, assembler: StreamAssembler, token: str, attempt: int) -> str | None:
+def _take_event(data: str, event: str, assembler: StreamAssembler, call: _Call) -> str | None:
     """Merge one event; return its new text, or None for ``[DONE]``."""
     if data.strip() == DONE:
         return None
+    if event == "error":
+        raise _stream_error(data, call)
     try:
-        chunk = json.loads(data)
-    except ValueError:
+        chunk = _loads(data)
+    except (ValueError, RecursionError):
         raise GrokError(
             "Upstream error",
-            "the event stream carried a non-JSON event: " + excerpt(redact(data, token)),
+            "the event stream carried a non-JSON event: " + excerpt(redact(data[:8192], call.secrets)),
             "Try again, or call without stream.",
             status=200,
-            attempts=attempt,
+            attempts=call.attempt,
         ) from None
     if not isinstance(chunk, dict):
         return ""
     if "error" in chunk and "choices" not in chunk:
-        error = from_response(500, data.encode(), attempt, token)
-        error.category, error.status = "Upstream error (in the stream)", None
-        raise error
+        raise _stream_error(data, call)
     return assembler.add(chunk)
+
+
+def _stream_error(data: str, call: _Call) -> GrokError:
+    body = data[:MAX_ERROR_BODY].encode()
+    error = from_response(500, body, call.attempt, call.secrets, call.model)
+    if error.detail.startswith("non-JSON body: "):  # event: error with a plain-text message
+        error.detail = excerpt(redact(data[:8192], call.secrets))
+    error.category, error.status = "Upstream error (in the stream)", None
+    return error
+
+
+def _too_large(why: str, call: _Call) -> GrokError:
+    return GrokError(
+        "Response too large",
+        f"{why}; the call was stopped.",
+        "Ask for less (max_tokens), or check ACEDATACLOUD_API_BASE_URL if this is not the real API.",
+        attempts=call.attempt,
+    )
 
 
 def _truncated(assembler: StreamAssembler, why: str, attempt: int) -> GrokError:
@@ -242,6 +389,8 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         try:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
+    if not math.isfinite(seconds):
+        return None
     return max(0.0, min(RETRY_AFTER_CAP, seconds))

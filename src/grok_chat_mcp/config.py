@@ -10,7 +10,11 @@ from pathlib import Path
 
 TOKEN_VAR = "ACEDATACLOUD_API_TOKEN"
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
-DEFAULT_TIMEOUT = 180.0
+#: Read timeout: a non-streamed reasoning answer (grok-4, grok-4.5) sends nothing until it is done,
+#: which can take many minutes; xAI's own examples raise their client timeout to 3600 s for these.
+DEFAULT_TIMEOUT = 900.0
+#: The whole call, every attempt and wait included (an endless or trickling stream ends here).
+DEFAULT_CALL_TIMEOUT = 1800.0
 DEFAULT_MAX_RETRIES = 2
 MAX_RETRIES_CAP = 10
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -19,7 +23,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
     (TOKEN_VAR, "(none)", "Bearer token for AceDataCloud; calls fail with a clear error without it"),
     ("ACEDATACLOUD_API_BASE_URL", DEFAULT_BASE_URL, "API base URL"),
-    ("GROK_REQUEST_TIMEOUT", "180", "seconds to wait for upstream data (read timeout)"),
+    ("GROK_REQUEST_TIMEOUT", "900", "seconds to wait for upstream data (read timeout)"),
+    ("GROK_CALL_TIMEOUT", "1800", "seconds one call may take in all, retries included (deadline)"),
     ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables)"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
 )
@@ -34,6 +39,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = 10.0
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     log_level: str = "INFO"
     #: Problems found while reading the settings; each fell back to its default.
@@ -74,6 +80,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         base_url = DEFAULT_BASE_URL
 
     timeout = _number(get("GROK_REQUEST_TIMEOUT")[0], "GROK_REQUEST_TIMEOUT", DEFAULT_TIMEOUT, warnings)
+    call_timeout = _number(get("GROK_CALL_TIMEOUT")[0], "GROK_CALL_TIMEOUT", DEFAULT_CALL_TIMEOUT, warnings)
     retries = _number(get("GROK_MAX_RETRIES")[0], "GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, warnings)
     if retries != int(retries):
         warnings.append(f"GROK_MAX_RETRIES={retries} is not a whole number; using {DEFAULT_MAX_RETRIES}")
@@ -95,6 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         base_url=base_url.rstrip("/"),
         timeout=timeout,
         connect_timeout=min(10.0, timeout),
+        call_timeout=call_timeout,
         max_retries=int(retries),
         log_level=level,
         warnings=tuple(warnings),
@@ -109,7 +117,7 @@ def _number(raw: str | None, name: str, default: float, warnings: list[str]) -> 
     except ValueError:
         warnings.append(f"{name}={raw!r} is not a number; using {default:g}")
         return default
-    if not math.isfinite(value) or value < 0 or (value == 0 and name == "GROK_REQUEST_TIMEOUT"):
+    if not math.isfinite(value) or value < 0 or (value == 0 and name.endswith("_TIMEOUT")):
         warnings.append(f"{name}={raw!r} is out of range; using {default:g}")
         return default
     return value

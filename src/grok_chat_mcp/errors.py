@@ -1,17 +1,27 @@
-"""Failures of a Grok call, as messages a person and an agent can act on."""
+"""Failures of a Grok call, as messages a person and an agent can act on.
+
+Upstream errors are mapped by AceDataCloud's error ``code`` first, then by HTTP status, as its own
+SDK does. Every text taken from upstream is redacted (all tokens in play) before it is shortened.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from grok_chat_mcp.config import TOKEN_VAR
+from grok_chat_mcp.models import CURRENT_MODELS, retired_on
 
-_TAGS = re.compile(r"<[^>]{0,200}>")
+_TAGS = re.compile(r"<[^<>]{0,200}>")
 _SPACE = re.compile(r"\s+")
 _EXCERPT = 200
+#: Error bodies are read up to this many bytes: enough for any real error message.
+MAX_ERROR_BODY = 64 * 1024
+#: Only this much of a non-JSON body is looked at for the excerpt.
+_EXCERPT_INPUT = 8 * 1024
 
 
 @dataclass(eq=False)
@@ -50,16 +60,31 @@ def missing_token() -> GrokError:
     )
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Remove ``secret`` from ``text`` (also if the upstream echoes it back)."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[redacted]")
+def redact(text: str, secrets: str | Iterable[str | None] | None) -> str:
+    """Remove every secret from ``text`` (also where the upstream echoes it back)."""
+    if secrets is None:
+        return text
+    for secret in (secrets,) if isinstance(secrets, str) else secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "[redacted]")
     return text
+
+
+def redact_json(value: Any, secrets: Iterable[str | None]) -> Any:
+    """A copy of a JSON value with every secret removed from its strings (keys included)."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(k, secrets): redact_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(item, secrets) for item in value]
+    return value
 
 
 def excerpt(body: str) -> str:
     """A short, single-line, tag-free excerpt of a non-JSON body (proxy pages, HTML)."""
-    text = _SPACE.sub(" ", _TAGS.sub(" ", body)).strip()
+    text = _SPACE.sub(" ", _TAGS.sub(" ", body[:_EXCERPT_INPUT])).strip()
     if not text:
         return "(empty body)"
     return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
@@ -69,7 +94,7 @@ def parse_error_body(body: bytes) -> tuple[str | None, str | None, str | None]:
     """(code, message, trace_id) from an AceDataCloud or xAI error body; Nones if not JSON."""
     try:
         data: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None, None
     if not isinstance(data, dict):
         return None, None, None
@@ -87,34 +112,36 @@ def parse_error_body(body: bytes) -> tuple[str | None, str | None, str | None]:
 def _text(value: Any) -> str | None:
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return type(value).__name__
 
 
-_BY_STATUS: dict[int, tuple[str, str]] = {
-    400: ("Request rejected", "Fix the argument named in the message and call again."),
-    422: ("Request rejected", "Fix the argument named in the message and call again."),
-    401: (
+_AUTH_HINT = (
+    f"Check {TOKEN_VAR}: set a valid AceDataCloud token in the MCP client's config for this server and "
+    "restart it (tokens: https://platform.acedata.cloud)."
+)
+_BALANCE = ("Insufficient balance", "The AceDataCloud balance is used up: top it up, then call again.")
+_TIMEOUT = (
+    "Upstream timeout",
+    "The gateway gave up waiting for Grok. The generation may still have been billed, so it was not "
+    "retried; try again, perhaps with stream: true or a smaller max_tokens.",
+)
+_REJECTED = ("Request rejected", "Fix the argument named in the message and call again.")
+
+#: AceDataCloud's error codes (its API docs and SDK), which decide before the HTTP status does.
+_BY_CODE: dict[str, tuple[str, str]] = {
+    "no_token": ("Authentication failed", f"No token reached upstream. {_AUTH_HINT}"),
+    "invalid_token": ("Authentication failed", f"The token is invalid. {_AUTH_HINT}"),
+    "token_expired": ("Authentication failed", f"The token has expired. {_AUTH_HINT}"),
+    "token_mismatched": (
         "Authentication failed",
-        f"Check {TOKEN_VAR}: it is missing, invalid or expired. Set a valid token in the MCP client's "
-        "config and restart the server.",
+        f"The token does not belong to this service (token_mismatched). {_AUTH_HINT}",
     ),
-    402: ("Insufficient balance", "Top up the AceDataCloud account, then call again."),
-    404: (
-        "Not found",
-        "The model or route is unknown upstream: try model 'grok-4' or 'grok-3', or check "
-        "ACEDATACLOUD_API_BASE_URL.",
-    ),
-    408: ("Upstream timeout", "The generation may still have been billed; it was not retried."),
-    413: ("Request too large", "Send fewer or smaller messages or images."),
-    429: ("Rate limited", "Too many requests: wait a little, then call again."),
-    504: (
-        "Upstream timeout",
-        "The gateway gave up waiting for Grok. The generation may still have been billed, so it was not "
-        "retried; try again, perhaps with a smaller max_tokens or a faster model.",
-    ),
-}
-_FORBIDDEN: dict[str, tuple[str, str]] = {
-    "used_up": ("Insufficient balance", "The AceDataCloud balance is used up: top it up, then call again."),
+    "used_up": _BALANCE,
     "disabled": (
         "Access disabled",
         "The token or account is disabled: check it in the AceDataCloud console.",
@@ -123,30 +150,83 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
         "Request refused",
         "Upstream refused this request (often content moderation): rephrase it or check the account.",
     ),
+    "api_not_implemented": (
+        "Not available",
+        "This API is not available upstream; check ACEDATACLOUD_API_BASE_URL.",
+    ),
+    "no_api": ("Not found", "The route is unknown upstream; check ACEDATACLOUD_API_BASE_URL."),
+    "too_many_requests": ("Rate limited", "Too many requests: wait a little, then call again."),
+    "timeout": _TIMEOUT,
 }
 
+_BY_STATUS: dict[int, tuple[str, str]] = {
+    400: _REJECTED,
+    422: _REJECTED,
+    401: ("Authentication failed", _AUTH_HINT),
+    402: _BALANCE,
+    403: ("Permission denied", "Check the token's permissions in the AceDataCloud console."),
+    404: ("Not found", "The model or route is unknown upstream; check ACEDATACLOUD_API_BASE_URL."),
+    408: ("Upstream timeout", "The generation may still have been billed; it was not retried."),
+    413: ("Request too large", "Send fewer or smaller messages or images."),
+    429: ("Rate limited", "Too many requests: wait a little, then call again."),
+    504: _TIMEOUT,
+}
 
-def from_response(status: int, body: bytes, attempts: int, secret: str | None) -> GrokError:
-    """Map an HTTP error response to a :class:`GrokError`."""
-    code, message, trace_id = parse_error_body(body)
-    if status == 403:
-        title, hint = _FORBIDDEN.get(code or "", ("Permission denied", "Check the token's permissions."))
-    elif status in _BY_STATUS:
-        title, hint = _BY_STATUS[status]
-    elif status >= 500:
-        title, hint = "Upstream error", "Grok or the gateway failed; try again in a moment."
-    else:
-        title, hint = "Unexpected response", "Upstream answered with an unexpected status."
-    if code == "timeout" and status != 504:
-        title, hint = _BY_STATUS[504]
+_UNSUPPORTED_ARGUMENT = re.compile(
+    r"(Argument not supported on this model: (?P<a>\w+))|(does not support parameter (?P<b>\w+))"
+)
+
+
+def from_response(
+    status: int, body: bytes, attempts: int, secrets: str | Iterable[str | None] | None, model: str = ""
+) -> GrokError:
+    """Map an HTTP error response to a :class:`GrokError` (code first, then status)."""
+    code, message, trace_id = parse_error_body(body[:MAX_ERROR_BODY])
+    title, hint = _BY_CODE.get(code or "") or _by_status(status)
     if message is None:
-        message = "non-JSON body: " + excerpt(body.decode("utf-8", "replace")) if body else "(empty body)"
+        text = redact(body[:_EXCERPT_INPUT].decode("utf-8", "replace"), secrets)
+        message = "non-JSON body: " + excerpt(text) if body else "(empty body)"
+    lowered = message.lower()
+    if "is not supported" in lowered and (model.lower() in lowered or "model" in lowered) and status < 500:
+        title, hint = "Model not available", _model_hint(model)
+    elif match := _UNSUPPORTED_ARGUMENT.search(message):
+        argument = _snake(match.group("a") or match.group("b"))
+        hint = f"{model or 'This model'} rejects {argument}: call again without it."
+    elif "can have a name" in lowered:
+        hint = "Remove 'name' from every message whose role is not user, then call again."
+    elif code == "api_error" and "no valid account" in lowered:
+        hint = "Upstream has no free Grok account right now (its pool is exhausted): try again in a minute."
     return GrokError(
         title,
-        redact(message, secret),
+        _clip(redact(message, secrets), 1000),
         hint,
         status=status,
-        code=code,
-        trace_id=trace_id,
+        code=_clip(redact(code, secrets), 80) if code else None,
+        trace_id=_clip(redact(trace_id, secrets), 120) if trace_id else None,
         attempts=attempts,
     )
+
+
+def _by_status(status: int) -> tuple[str, str]:
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return "Upstream error", "Grok or the gateway failed; try again in a moment."
+    return "Unexpected response", "Upstream answered with an unexpected status."
+
+
+def _model_hint(model: str) -> str:
+    current = ", ".join(CURRENT_MODELS)
+    retired = retired_on(model) if model else None
+    if retired:
+        return f"{model} was retired upstream on {retired}. Use one of: {current} (grok-4 is the default)."
+    return f"Upstream does not serve {model or 'this model'}. Use one of: {current} (grok-4 is the default)."
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,7 +7,7 @@ The models only validate: what goes upstream is the caller's own arguments (see
 from __future__ import annotations
 
 import json
-import logging
+import math
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -23,11 +23,11 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-logger = logging.getLogger(__name__)
-
 DEFAULT_MODEL = "grok-4"
 #: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
 MAX_DEPTH = 64
+#: Upstream's limit on the number of tools (xAI API reference).
+MAX_TOOLS = 128
 
 
 class InvalidArguments(ValueError):
@@ -100,7 +100,8 @@ _CONTENT_SCHEMA = {
     ],
 }
 _STOP_SCHEMA = {
-    "description": "Stop sequences where the API will stop generating tokens: a string or 1 to 4 strings.",
+    "description": "Stop sequences where the API will stop generating tokens: a string or 1 to 4 strings "
+    "(not sent to reasoning models such as grok-4, which reject it).",
     "anyOf": [
         {"type": "string"},
         {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 4},
@@ -204,12 +205,18 @@ class NamedToolChoice(_Model):
 
 class ResponseFormat(_Model):
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = Field(default=None, description="Required when type is json_schema")
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="Required when type is json_schema: {'name': ..., 'schema': {...}}"
+    )
 
     @model_validator(mode="after")
     def _check_schema(self) -> ResponseFormat:
-        if self.type == "json_schema" and self.json_schema is None:
-            raise _custom("response_format", "type 'json_schema' needs a 'json_schema' object")
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise _custom("response_format", "type 'json_schema' needs a 'json_schema' object")
+            name = self.json_schema.get("name")
+            if not isinstance(name, str) or not name:
+                raise _custom("response_format", "json_schema needs a 'name' (a non-empty string)")
         return self
 
 
@@ -221,21 +228,27 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(
         min_length=1,
         description="Conversation messages, oldest first. Each has 'role' (system/developer/user/"
-        "assistant/tool) and 'content'. For vision (grok-2-vision), content may be a list of text and "
-        "image_url parts. Assistant turns may carry 'tool_calls'; tool turns need 'tool_call_id'.",
+        "assistant/tool) and 'content'. For vision (grok-4, grok-4.5), content may be a list of text and "
+        "image_url parts (https, data: or a local JPEG/PNG path). Assistant turns may carry 'tool_calls'; "
+        "tool turns need 'tool_call_id'.",
     )
     model: str = Field(
         default=DEFAULT_MODEL,
         min_length=1,
-        description="The Grok chat model. grok-4 (default, flagship) and grok-3 are the broadly available "
-        "models. Also: grok-4-1-fast, grok-4-1-fast-non-reasoning, grok-3-mini, grok-2-vision (image "
-        "input); availability depends on upstream provisioning.",
+        description="The Grok chat model: grok-4 (default; text and images), grok-4.5 (newest; text and "
+        "images; takes reasoning_effort) or grok-3. grok-4-1-fast(-non-reasoning), grok-3-mini and "
+        "grok-2-vision were retired upstream on 2026-07-27.",
     )
     temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature between 0 and 2. Higher = more random."
     )
-    top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling probability mass.")
+    top_p: float | None = Field(
+        default=None, gt=0, le=1, description="Nucleus sampling probability mass, above 0 and at most 1."
+    )
     max_tokens: int | None = Field(default=None, ge=1, description="Maximum number of tokens to generate.")
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, description="Maximum number of tokens to generate (the API's newer name)."
+    )
     stop: Annotated[
         list[Annotated[str, Field(strict=True)]] | None,
         BeforeValidator(_stop_list),
@@ -243,7 +256,10 @@ class ChatRequest(BaseModel):
         WithJsonSchema(_STOP_SCHEMA),
     ] = None
     seed: int | None = Field(
-        default=None, description="Random seed for (best-effort) deterministic sampling."
+        default=None,
+        ge=-(2**31),
+        le=2**31 - 1,
+        description="Random seed for (best-effort) deterministic sampling (32-bit integer).",
     )
     user: str | None = Field(default=None, description="End-user identifier for abuse monitoring.")
     stream: bool = Field(
@@ -252,23 +268,34 @@ class ChatRequest(BaseModel):
         "is still one assembled chat.completion.",
     )
     presence_penalty: float | None = Field(
-        default=None, ge=-2, le=2, description="Presence penalty between -2.0 and 2.0."
+        default=None,
+        ge=-2,
+        le=2,
+        description="Presence penalty between -2.0 and 2.0 (not sent to reasoning models, which reject it).",
     )
     frequency_penalty: float | None = Field(
-        default=None, ge=-2, le=2, description="Frequency penalty between -2.0 and 2.0."
-    )
-    reasoning_effort: Literal["low", "high"] | None = Field(
         default=None,
-        description="Reasoning effort: 'low' or 'high'. Only applies to reasoning-capable models "
-        "(e.g. grok-3-mini). Ignored by non-reasoning models.",
+        ge=-2,
+        le=2,
+        description="Frequency penalty between -2.0 and 2.0 (not sent to reasoning models, which reject it).",
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        default=None,
+        description="How hard the model thinks: 'low', 'medium' or 'high' (grok-4.5). Not sent to models "
+        "without this setting (grok-4, grok-3); the result's notes say so.",
     )
     response_format: ResponseFormat | None = Field(
         default=None,
         description='Response format, e.g. {"type": "json_object"} or {"type": "json_schema", '
         '"json_schema": {...}}.',
     )
-    tools: list[ToolDef] | None = Field(default=None, description="Functions the model may call.")
+    tools: list[ToolDef] | None = Field(
+        default=None, max_length=MAX_TOOLS, description="Functions the model may call (at most 128)."
+    )
     tool_choice: Annotated[Any, BeforeValidator(_tool_choice), WithJsonSchema(_TOOL_CHOICE_SCHEMA)] = None
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="Whether the model may call several functions in one turn."
+    )
 
 
 #: Parameters whose value is a JSON object or array (clients sometimes send those as JSON text).
@@ -317,6 +344,9 @@ def _check_json(value: Any, path: str, depth: int) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArguments(f"{path}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArguments(f"{path}: {value} is not a finite number (JSON has no NaN or Infinity)")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_json(item, f"{path}.{key}", depth + 1)
@@ -357,7 +387,12 @@ def _explain(error: ErrorDetails) -> str:
         return f"expected {word} {bound} item(s), got {context.get('actual_length')}"
     message = error["msg"]
     got = _describe(error.get("input"))
-    if kind.endswith("_type") or kind in ("literal_error", "greater_than_equal", "less_than_equal"):
+    if kind.endswith("_type") or kind in (
+        "literal_error",
+        "greater_than",
+        "greater_than_equal",
+        "less_than_equal",
+    ):
         return f"{message[0].lower()}{message[1:]} (got {got})"
     return message[0].lower() + message[1:]
 
@@ -414,16 +449,3 @@ def _clean(node: Any, defs: Mapping[str, Any]) -> Any:
             del out["anyOf"]
             out = {**rest[0], **out}
     return out
-
-
-#: Models that answer 400 when sent ``reasoning_effort`` (the tool card promises it is ignored).
-REJECTS_REASONING_EFFORT = frozenset({"grok-4", "grok-3", "grok-4-1-fast", "grok-4-1-fast-non-reasoning"})
-
-
-def upstream_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload as sent: ``reasoning_effort`` dropped for models known to reject it."""
-    model = str(payload.get("model", "")).lower()
-    if "reasoning_effort" in payload and model in REJECTS_REASONING_EFFORT:
-        logger.debug("dropping reasoning_effort: %s does not accept it", model)
-        return {k: v for k, v in payload.items() if k != "reasoning_effort"}
-    return payload

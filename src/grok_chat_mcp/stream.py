@@ -2,17 +2,71 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 DONE = "[DONE]"
 
 
+class LineTooLong(ValueError):
+    """An event-stream line longer than the limit (no newline within that many characters)."""
+
+
+class LineSplitter:
+    """Splits decoded text into lines (``\n``, ``\r\n`` or ``\r``), refusing lines over ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._pieces: list[str] = []
+        self._size = 0
+        self._after_cr = False
+
+    def feed(self, text: str) -> list[str]:
+        """Take more text; return the lines it completed (without line endings)."""
+        lines: list[str] = []
+        start = 0
+        if self._after_cr and text.startswith("\n"):
+            start = 1  # the \n of a \r\n split across two reads
+        self._after_cr = False
+        for match in _LINE_END.finditer(text, start):
+            self._pieces.append(text[start : match.start()])
+            lines.append("".join(self._pieces))
+            self._pieces.clear()
+            self._size = 0
+            start = match.end()
+            if match.group() == "\r" and start == len(text):
+                self._after_cr = True
+        rest = text[start:]
+        if rest:
+            self._size += len(rest)
+            if self._size > self._limit:
+                raise LineTooLong(f"an event-stream line is longer than {self._limit:,} characters")
+            self._pieces.append(rest)
+        return lines
+
+    def flush(self) -> list[str]:
+        """The last, unterminated line, if any."""
+        line = "".join(self._pieces)
+        self._pieces.clear()
+        self._size = 0
+        return [line] if line else []
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 class SSEDecoder:
-    """Turns lines of an event stream into the ``data`` of each event (multi-line data joined)."""
+    """Turns lines of an event stream into the ``data`` of each event (multi-line data joined).
+
+    Events without data, or with only empty ``data:`` lines (AceDataCloud sends those), are skipped.
+    ``event`` is the name of the event last returned (``message`` unless the stream named it).
+    """
 
     def __init__(self) -> None:
         self._data: list[str] = []
+        self._name = ""
+        self.event = "message"
 
     def feed(self, line: str) -> str | None:
         """Take one line (without its line ending); return an event's data when one completes."""
@@ -21,17 +75,20 @@ class SSEDecoder:
         if line.startswith(":"):
             return None  # comment / keep-alive
         name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
         if name == "data":
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None  # event:, id:, retry: carry nothing we use
+            self._data.append(value)
+        elif name == "event":
+            self._name = value
+        return None  # id:, retry: carry nothing we use
 
     def flush(self) -> str | None:
         """End of an event (or of the stream): the pending data, if any."""
-        if not self._data:
-            return None
         data = "\n".join(self._data)
         self._data.clear()
-        return data
+        self.event, self._name = self._name or "message", ""
+        return data or None
 
 
 class _Choice:
@@ -47,6 +104,8 @@ class _Choice:
 
 
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
+#: What a new choice or tool call counts towards :attr:`StreamAssembler.size`.
+_ENTRY_COST = 256
 
 
 class StreamAssembler:
@@ -58,6 +117,8 @@ class StreamAssembler:
         self._usage: dict[str, Any] | None = None
         self.chars = 0
         self.chunks = 0
+        #: Characters held (all text fields and tool-call arguments), to bound memory.
+        self.size = 0
 
     def add(self, chunk: dict[str, Any]) -> str:
         """Merge one chunk; return the new text it carried (reasoning and content)."""
@@ -77,7 +138,10 @@ class StreamAssembler:
 
     def _add_choice(self, position: int, raw: dict[str, Any]) -> Iterator[str]:
         index = raw.get("index", position)
-        choice = self._choices.setdefault(index if isinstance(index, int) else position, _Choice())
+        slot = index if isinstance(index, int) else position
+        if slot not in self._choices:
+            self.size += _ENTRY_COST
+        choice = self._choices.setdefault(slot, _Choice())
         if raw.get("finish_reason") is not None:
             choice.finish_reason = raw["finish_reason"]
         for key, value in raw.items():
@@ -92,22 +156,25 @@ class StreamAssembler:
             elif key in _TEXT_FIELDS:
                 if isinstance(value, str):
                     choice.parts.setdefault(key, []).append(value)
+                    self.size += len(value)
                     if key != "refusal":
                         yield value
             elif key == "tool_calls":
                 for position_in_delta, call in enumerate(value or ()):
-                    self._add_tool_call(choice, position_in_delta, call)
+                    self.size += self._add_tool_call(choice, position_in_delta, call)
             elif value is not None:
                 choice.message_extra[key] = value
 
     @staticmethod
-    def _add_tool_call(choice: _Choice, position: int, call: Any) -> None:
+    def _add_tool_call(choice: _Choice, position: int, call: Any) -> int:
+        """Merge one tool-call delta; return the characters of arguments it added."""
         if not isinstance(call, dict):
-            return
+            return 0
         index = call.get("index", position)
+        key = index if isinstance(index, int) else position
+        added = 0 if key in choice.tool_calls else _ENTRY_COST
         merged = choice.tool_calls.setdefault(
-            index if isinstance(index, int) else position,
-            {"id": None, "type": "function", "name": None, "arguments": []},
+            key, {"id": None, "type": "function", "name": None, "arguments": []}
         )
         if call.get("id"):
             merged["id"] = merged["id"] or call["id"]
@@ -119,6 +186,8 @@ class StreamAssembler:
                 merged["name"] = merged["name"] or function["name"]
             if isinstance(function.get("arguments"), str):
                 merged["arguments"].append(function["arguments"])
+                added += len(function["arguments"])
+        return added
 
     def _take_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
