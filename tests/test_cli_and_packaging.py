@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def run_check(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCRIPT, "--check"], capture_output=True, text=True, env=env, cwd=cwd, timeout=30)
+def run_check(env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRIPT, "--check", *extra], capture_output=True, text=True, env=env, cwd=cwd, timeout=30
+    )
 
 
 def test_check_prints_masked_configuration(tmp_path: Path) -> None:
@@ -41,6 +43,36 @@ def test_check_without_token_fails_clearly(tmp_path: Path) -> None:
     done = run_check(env, tmp_path)
     assert done.returncode == 1
     assert "ACEDATACLOUD_API_TOKEN is not set" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("token", "model", "code", "verdict"),
+    [
+        (TOKEN, "grok-4", 0, "ok: the token works and grok-4 answered in "),
+        ("bad-token", "grok-4", 1, "error: the token does not work ("),
+        ("used-up-token", "grok-4", 1, "error: the token works, but the balance is used up ("),
+        (TOKEN, "grok-2-vision", 1, "error: the token works, but grok-2-vision is not available ("),
+    ],
+)
+def test_live_check_says_what_works(
+    stand_in: Upstream, tmp_path: Path, token: str, model: str, code: int, verdict: str
+) -> None:
+    env = server_env(stand_in.url("ok"), ACEDATACLOUD_API_TOKEN=token)
+    done = run_check(env, tmp_path, "--live", "--model", model)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert f"(model {model}, max_tokens 1)" in done.stdout
+    assert verdict in done.stdout
+    assert token not in done.stdout and "Traceback" not in done.stderr
+    assert stand_in.requests[-1].body == {
+        "model": model,
+        "messages": [{"role": "user", "content": "ping"}],
+        "max_tokens": 1,
+    }
+
+
+def test_live_needs_check(tmp_path: Path) -> None:
+    done = subprocess.run([SCRIPT, "--live"], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and "--live goes with --check" in done.stderr
 
 
 def test_mask() -> None:

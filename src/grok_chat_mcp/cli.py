@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import time
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import ENV_VARS, TOKEN_VAR, Settings, load_settings
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--check", action="store_true", help="print the effective configuration and exit (no request is made)"
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="with --check: also make one tiny real request (max_tokens 1) to test the token and model",
+    )
+    parser.add_argument(
+        "--model", default="grok-4", help="with --check --live: the model to try (default: grok-4)"
+    )
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     web = parser.add_argument_group("HTTP transport (--transport http): MCP at /mcp, GET /health")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -48,9 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    if args.live and not args.check:
+        parser.error("--live goes with --check")
     settings = load_settings()
     if args.check:
-        sys.exit(check(settings))
+        code = check(settings, live=args.live)
+        if args.live and code == 0:
+            code = live_check(settings, args.model)
+        sys.exit(code)
     from grok_chat_mcp import logs
 
     logs.configure(settings.log_level, [settings.api_token] if settings.api_token else [])
@@ -97,7 +111,7 @@ def mask(token: str) -> str:
     )
 
 
-def check(settings: Settings) -> int:
+def check(settings: Settings, *, live: bool = False) -> int:
     """Print the effective configuration; 0 if the server can make calls, 1 if not."""
     token = f"{mask(settings.api_token)} from {settings.token_source}" if settings.api_token else "NOT SET"
     rows = [
@@ -113,10 +127,49 @@ def check(settings: Settings) -> int:
     lines += [f"warning: {warning}" for warning in settings.warnings]
     ok = settings.api_token is not None
     if ok:
-        lines.append("ok: configuration is complete (no request was made).")
+        lines.append("ok: configuration is complete" + ("." if live else " (no request was made)."))
     else:
         lines.append(
             f"error: {TOKEN_VAR} is not set; calls will fail. Set it in the MCP client's env or in .env."
         )
     sys.stdout.write("\n".join(lines) + "\n")  # --check is not MCP mode: stdout is the terminal
     return 0 if ok else 1
+
+
+def live_check(settings: Settings, model: str) -> int:
+    """Make one tiny real request and say, in plain words, what it showed; 0 if the model answered."""
+    import anyio
+
+    from grok_chat_mcp.client import GrokClient, make_http_client
+    from grok_chat_mcp.errors import GrokError
+
+    payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+
+    async def run() -> tuple[float, GrokError | None]:
+        async with make_http_client(settings) as http:
+            started = time.perf_counter()
+            try:
+                await GrokClient(http, settings).complete(payload)
+            except GrokError as exc:
+                return time.perf_counter() - started, exc
+            return time.perf_counter() - started, None
+
+    sys.stdout.write(f"live check: POST {settings.endpoint} (model {model}, max_tokens 1)\n")
+    seconds, error = anyio.run(run)
+    if error is None:
+        sys.stdout.write(f"ok: the token works and {model} answered in {seconds:.2f} s.\n")
+        return 0
+    verdict = _LIVE_VERDICTS.get(error.category, "the request failed")
+    sys.stdout.write(f"error: {verdict.format(model=model)} ({seconds:.2f} s).\n{error}\n")
+    return 1
+
+
+_LIVE_VERDICTS = {
+    "Authentication failed": "the token does not work",
+    "Access disabled": "the token or account is disabled",
+    "Insufficient balance": "the token works, but the balance is used up",
+    "Model not available": "the token works, but {model} is not available",
+    "Request rejected": "the token works, but the request was rejected",
+    "Network error": "the API could not be reached",
+    "Timeout": "the API did not answer in time",
+}
