@@ -264,3 +264,114 @@ async def test_allowed_browser_origins_get_cors_headers(stand_in: Upstream, orig
     assert preflight.headers["access-control-allow-origin"] == origin
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     assert refused.status_code == 403
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def raw_call(request_id: int, scenario: str) -> dict[str, object]:
+    arguments = {"messages": HELLO, "user": f"scenario:{scenario}", "stream": True}
+    params = {"name": "grok_chat_completions", "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def cancel(request_id: int) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+
+
+async def test_cancellation_in_its_own_post_aborts_the_callers_upstream_call(stand_in: Upstream) -> None:
+    async with serving(stand_in, PUBLIC) as base, httpx.AsyncClient(timeout=30) as http:
+
+        async def post(body: dict[str, object], token: str) -> httpx.Response:
+            headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+            return await http.post(f"{base}/mcp", json=body, headers=headers)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post, raw_call(7, "long50"), "token-of-alice")
+            with anyio.fail_after(5):
+                while not stand_in.first_chunk_sent:
+                    await anyio.sleep(0.02)
+            other = await post(cancel(7), "token-of-mallory")  # same id, another caller: no effect
+            assert other.status_code == 202
+            await anyio.sleep(0.4)
+            assert stand_in.disconnects == []
+            own = await post(cancel(7), "token-of-alice")
+            assert own.status_code == 202
+            with anyio.fail_after(3):
+                while not stand_in.disconnects:
+                    await anyio.sleep(0.02)
+    assert stand_in.disconnects, "the upstream generation was not aborted"
+
+
+async def test_get_on_the_stateless_endpoint_is_refused(stand_in: Upstream) -> None:
+    async with serving(stand_in, LOCAL) as base, httpx.AsyncClient(timeout=5) as http:
+        response = await http.get(f"{base}/mcp", headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST, OPTIONS"
+
+
+async def test_every_loopback_address_is_served(stand_in: Upstream) -> None:
+    settings = Settings(api_token=None, base_url=stand_in.url("ok"), max_retries=0)
+    app = create_app(settings, Policy(host="127.0.0.2", server_token=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.2", port=0, log_level="warning", lifespan="on"))
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.serve)
+        with anyio.fail_after(5):
+            while not server.started:
+                await anyio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            async with mcp_client(f"http://127.0.0.2:{port}", "tok-2") as client:  # Host: 127.0.0.2:port
+                assert not (await client.call_tool("grok_chat_completions", {"messages": HELLO})).is_error
+        finally:
+            server.should_exit = True
+
+
+def start_cli(
+    stand_in: Upstream, tmp_path: Path, *extra: str, **env: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The console script over HTTP on a port it picks (--port 0); the port, read from its log."""
+    process = subprocess.Popen(
+        [SCRIPT, "--transport", "http", "--port", "0", *extra],
+        env=server_env(stand_in.url("ok"), **env),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # the first lines: the real address
+        if b"serving MCP at http://127.0.0.1:" in line:
+            return process, int(line.split(b"127.0.0.1:")[1].split(b"/")[0])
+    raise AssertionError("the server never said where it listens")
+
+
+async def test_port_zero_logs_the_real_port_and_tokens_never_reach_the_log(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    process, port = start_cli(stand_in, tmp_path, LOG_LEVEL="DEBUG")
+    try:
+        async with mcp_client(f"http://127.0.0.1:{port}", "callers-own-token-1234") as client:
+            arguments = {"messages": HELLO, "user": "scenario:echo-token"}
+            result = await client.call_tool("grok_chat_completions", arguments)
+        assert result.is_error and "callers-own-token-1234" not in str(result.content)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert b"callers-own-token-1234" not in stderr
+    assert b"[redacted]" in stderr  # the DEBUG log did carry it, redacted
+
+
+async def test_connections_beyond_the_limit_get_503(stand_in: Upstream, tmp_path: Path) -> None:
+    process, port = start_cli(stand_in, tmp_path, "--max-connections", "3")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # held open, sending nothing
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 503
+            for sock in idle:
+                sock.close()
+            await anyio.sleep(0.3)
+            assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        process.terminate()
+        process.communicate(timeout=10)

@@ -42,13 +42,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     web = parser.add_argument_group("HTTP transport (--transport http): MCP at /mcp, GET /health")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    web.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    web.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)"
+    )
     web.add_argument(
         "--allow-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="a browser origin allowed besides loopback ones, e.g. https://app.example.com (repeatable)",
+    )
+    web.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="connections served at once; more get HTTP 503 (default: 256)",
     )
     web.add_argument(
         "--allow-shared-token",
@@ -75,14 +84,18 @@ def main(argv: list[str] | None = None) -> None:
             "ACEDATACLOUD_API_TOKEN is not set: the tool is listed, but calls will fail until it is"
         )
 
+    status = 0
     with contextlib.suppress(KeyboardInterrupt):
         if args.transport == "http":
             serve_http(settings, args)
         else:
+            import anyio
+
+            from grok_chat_mcp import stdio
             from grok_chat_mcp.server import build_server  # keeps --help and --version instant
 
-            build_server(settings).run("stdio")
-    sys.exit(0)
+            status = anyio.run(stdio.serve, build_server(settings))
+    sys.exit(status)
 
 
 def serve_http(settings: Settings, args: argparse.Namespace) -> None:
@@ -99,7 +112,7 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     if problem is not None:
         logger.error("%s", problem)
         sys.exit(2)
-    web.serve(settings, policy, args.port)
+    web.serve(settings, policy, args.port, max_connections=max(1, args.max_connections))
 
 
 def mask(token: str) -> str:

@@ -78,6 +78,11 @@ class GrokClient:
         self._settings = settings
         self._sleep = sleep
 
+    @property
+    def api_token(self) -> str | None:
+        """The configured token (a call may bring its own)."""
+        return self._settings.api_token
+
     async def complete(
         self, payload: dict[str, Any], token: str | None = None, on_text: OnText | None = None
     ) -> dict[str, Any]:

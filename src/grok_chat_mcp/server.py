@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import httpx
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
@@ -48,6 +50,45 @@ INSTRUCTIONS = (
 TokenResolver = Callable[[Context[Any, Any]], str | None]
 
 
+class InFlight:
+    """Calls in progress by (caller, request id), so a cancellation that arrives in another HTTP
+    request (the stateless transport has no session to route it) still finds its call.
+
+    The caller is a hash of the request's bearer token: one caller cannot cancel another's call.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: dict[tuple[str, str], list[anyio.CancelScope]] = {}
+
+    @staticmethod
+    def caller(token: str | None) -> str:
+        return hashlib.sha256((token or "").encode()).hexdigest()[:32]
+
+    @contextmanager
+    def track(self, caller: str, request_id: str) -> Iterator[anyio.CancelScope]:
+        key = (caller, request_id)
+        scope = anyio.CancelScope()
+        self._scopes.setdefault(key, []).append(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            scopes = self._scopes[key]
+            scopes.remove(scope)
+            if not scopes:
+                del self._scopes[key]
+
+    def cancel(self, caller: str, request_id: str) -> bool:
+        """Cancel the caller's call with this id; True if there was one."""
+        scopes = self._scopes.get((caller, request_id), [])
+        for scope in scopes:
+            scope.cancel()
+        return bool(scopes)
+
+    def __len__(self) -> int:
+        return sum(len(scopes) for scopes in self._scopes.values())
+
+
 class ToolOutput(BaseModel):
     result: dict[str, Any] = Field(description="The chat.completion object, exactly as Grok returned it")
     notes: list[str] | None = Field(
@@ -68,11 +109,13 @@ def build_server(
     heartbeat: float = 5.0,
     token_for: TokenResolver | None = None,
     local_images: bool = True,
+    in_flight: InFlight | None = None,
 ) -> MCPServer[AppState]:
     """The server, with one pooled HTTP client opened in its lifespan.
 
     ``transport`` replaces the network (tests, benchmarks); ``token_for`` picks a per-request token;
-    ``local_images`` lets image parts name local files (off for remote transports).
+    ``local_images`` lets image parts name local files (off for remote transports); ``in_flight``
+    registers calls so that a cancellation sent in a separate HTTP request can find them.
     """
 
     @asynccontextmanager
@@ -91,18 +134,15 @@ def build_server(
         except InvalidArguments as exc:
             return _error(f"Invalid arguments:\n{exc}")
         payload, notes = models.adapt(payload)
-        grok = request.lifespan_context.grok
         token = token_for(ctx) if token_for is not None else None
-        secrets = (token, settings.api_token)
-        relay = ProgressRelay(ctx.report_progress, chat.model, heartbeat=heartbeat)
-        async with relay.running():
-            try:
-                completion = await grok.complete(
-                    payload, token=token, on_text=relay.text if chat.stream else None
-                )
-            except GrokError as exc:  # caught here: the relay's task group would wrap it in a group
-                return _error(redact(str(exc), secrets))
-        return _success(completion, notes, secrets)
+        call = _Call(ctx, chat.model, payload, notes, token, heartbeat)
+        if in_flight is None:
+            return await call.run()
+        with in_flight.track(InFlight.caller(token), ctx.request_id):
+            return await call.run()
+        # Reached only when a cancellation ended the block: the upstream request is closed.
+        logger.info("call %s cancelled by the client; upstream request aborted", ctx.request_id)
+        return _error("Cancelled by the client; the upstream request was aborted.")
 
     tool = Tool.from_function(
         grok_chat_completions,
@@ -158,6 +198,34 @@ async def only_tools(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -
                 "capabilities": {k: v for k, v in capabilities.items() if k not in _EMPTY_CAPABILITIES},
             }
     return result
+
+
+class _Call:
+    """One tool call after validation: the upstream request, with progress while it runs."""
+
+    def __init__(
+        self,
+        ctx: Context[AppState, Any],
+        model: str,
+        payload: dict[str, Any],
+        notes: list[str],
+        token: str | None,
+        heartbeat: float,
+    ) -> None:
+        self.ctx, self.model, self.payload, self.notes, self.token = ctx, model, payload, notes, token
+        self.heartbeat = heartbeat
+
+    async def run(self) -> CallToolResult:
+        grok = self.ctx.request_context.lifespan_context.grok
+        secrets = (self.token, grok.api_token)
+        relay = ProgressRelay(self.ctx.report_progress, self.model, heartbeat=self.heartbeat)
+        async with relay.running():
+            try:
+                on_text = relay.text if self.payload.get("stream") else None
+                completion = await grok.complete(self.payload, token=self.token, on_text=on_text)
+            except GrokError as exc:  # caught here: the relay's task group would wrap it in a group
+                return _error(redact(str(exc), secrets))
+        return _success(completion, self.notes, secrets)
 
 
 def _success(completion: dict[str, Any], notes: list[str], secrets: tuple[str | None, ...]) -> CallToolResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,11 +19,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from grok_chat_mcp import __version__
+from grok_chat_mcp import __version__, logs
 from grok_chat_mcp.config import TOKEN_VAR, Settings
-from grok_chat_mcp.server import build_server
+from grok_chat_mcp.server import InFlight, build_server
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,14 @@ class Policy:
 
 
 class Guard:
-    """ASGI front: answers ``GET /health``; refuses foreign origins (403) and token-less spending (401)."""
+    """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401)
+    and ``GET /mcp`` (405: a stateless server has no stream to offer); routes cancellations.
+    """
 
-    def __init__(self, app: ASGIApp, policy: Policy) -> None:
+    def __init__(self, app: ASGIApp, policy: Policy, in_flight: InFlight | None = None) -> None:
         self.app = app
         self.policy = policy
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -98,11 +102,64 @@ class Guard:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
+            if self.in_flight is not None and request.method == "POST":
+                receive = await self._route_cancellation(request, receive)
         await self.app(scope, receive, send)
+
+    async def _route_cancellation(self, request: Request, receive: Receive) -> Receive:
+        """Cancel the call a ``notifications/cancelled`` names, whichever request carries it.
+
+        The stateless transport starts a fresh session per POST, so on its own it drops the
+        notification (the TypeScript SDK sends it in a POST of its own on abort and on timeout)
+        and the generation runs on, billed. Small bodies are read here and replayed to the app.
+        """
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > _CANCEL_BODY_LIMIT:
+            return receive
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if (
+                message["type"] != "http.request"
+                or not message.get("more_body")
+                or len(body) > _CANCEL_BODY_LIMIT
+            ):
+                break
+        if b"notifications/cancelled" in body:
+            self._cancel(body, bearer(request.headers))
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        return replay
+
+    def _cancel(self, body: bytes, token: str | None) -> None:
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            return
+        params = message.get("params") if isinstance(message, dict) else None
+        if message.get("method") != "notifications/cancelled" or not isinstance(params, dict):
+            return
+        request_id = params.get("requestId")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool) or self.in_flight is None:
+            return
+        if self.in_flight.cancel(InFlight.caller(token), str(request_id)):
+            logger.info("cancelled call %s at the client's request", request_id)
 
     def _refusal(self, request: Request) -> Response | None:
         if request.url.path == "/health" and request.method == "GET":
             return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
+        if request.url.path.startswith(MCP_PATH) and request.method == "GET":
+            return _error(
+                405,
+                "method not allowed",
+                "This server is stateless: POST each JSON-RPC message; there is no event stream to GET.",
+                {"Allow": "POST, OPTIONS"},
+            )
         if not self.policy.origin_allowed(request.headers.get("origin")):
             logger.warning("refused a request from origin %r", request.headers.get("origin"))
             return _error(
@@ -126,7 +183,9 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def request_token(ctx: Context[Any, Any]) -> str | None:
     """The calling request's own token (None: the server's, where the policy allows it)."""
-    return bearer(ctx.headers)
+    token = bearer(ctx.headers)
+    logs.remember(token)  # redacted from every log line from now on
+    return token
 
 
 def create_app(
@@ -139,14 +198,21 @@ def create_app(
     """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, behind :class:`Guard`."""
     if not policy.shares_server_token:
         settings = replace(settings, api_token=None, token_source="per request")  # noqa: S106
+    in_flight = InFlight()
     server = build_server(
-        settings, transport=transport, heartbeat=heartbeat, token_for=request_token, local_images=False
+        settings,
+        transport=transport,
+        heartbeat=heartbeat,
+        token_for=request_token,
+        local_images=False,
+        in_flight=in_flight,
     )
 
     loopback = is_loopback(policy.host)
+    names = dict.fromkeys(["127.0.0.1", "localhost", "[::1]", _host_header(policy.host)])
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=loopback,  # Host checks: only where the valid names are known
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
+        allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[f"{base}:*" for base in LOOPBACK_ORIGINS]
         + [*LOOPBACK_ORIGINS, *policy.allowed_origins],
     )
@@ -162,13 +228,44 @@ def create_app(
         expose_headers=["Mcp-Session-Id"],
         max_age=600,
     )
-    return Guard(cors, policy)
+    return Guard(cors, policy, in_flight)
 
 
-def serve(settings: Settings, policy: Policy, port: int) -> None:
-    """Run the HTTP server until interrupted."""
+def _host_header(host: str) -> str:
+    """How ``host`` appears in a Host header (IPv6 in brackets)."""
+    return f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+
+
+#: Cancellation notifications are tiny; larger bodies are not looked into.
+_CANCEL_BODY_LIMIT = 64 * 1024
+#: Seconds an idle keep-alive connection is kept open.
+KEEP_ALIVE = 5
+
+
+def serve(settings: Settings, policy: Policy, port: int, *, max_connections: int = 256) -> None:
+    """Run the HTTP server until interrupted; logs the address it really bound (``--port 0``)."""
     import uvicorn  # only the HTTP transport needs it
 
-    app = create_app(settings, policy)
-    logger.info("serving MCP at http://%s:%d%s", policy.host, port, MCP_PATH)
-    uvicorn.run(app, host=policy.host, port=port, log_config=None, access_log=False, lifespan="on")
+    class _Server(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config, host: str) -> None:
+            super().__init__(config)
+            self.host = host
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for server in self.servers if self.started else ():
+                for bound in server.sockets:
+                    port = bound.getsockname()[1]
+                    logger.info("serving MCP at http://%s:%d%s", _host_header(self.host), port, MCP_PATH)
+
+    config = uvicorn.Config(
+        create_app(settings, policy),
+        host=policy.host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=max_connections,  # beyond: HTTP 503, not exhausted file descriptors
+        timeout_keep_alive=KEEP_ALIVE,
+    )
+    _Server(config, policy.host).run()

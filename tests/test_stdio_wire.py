@@ -1,0 +1,178 @@
+"""Raw JSON-RPC over the real console script: malformed input gets a reply, signals stop the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HELLO, SCRIPT, server_env
+from tests.upstream import Upstream
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
+
+class Raw:
+    """The server process, spoken to line by line."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.selector = selectors.DefaultSelector()
+        assert process.stdout is not None
+        self.selector.register(process.stdout, selectors.EVENT_READ)
+        self.buffer = b""
+
+    def send(self, line: bytes | str | dict[str, Any]) -> None:
+        if isinstance(line, dict):
+            line = json.dumps(line)
+        data = line.encode() if isinstance(line, str) else line
+        assert self.process.stdin is not None
+        self.process.stdin.write(data + b"\n")
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.selector.select(left):
+                raise TimeoutError("no reply")
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise EOFError("the server closed stdout")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def initialize(self) -> None:
+        self.send(INIT)
+        assert self.receive()["id"] == 0
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+@pytest.fixture
+def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
+    process = subprocess.Popen(
+        [SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_env(stand_in.url("ok"), GROK_MAX_RETRIES="0"),
+        cwd=tmp_path,
+    )
+    try:
+        server = Raw(process)
+        server.initialize()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def call(request_id: int, arguments: str) -> str:
+    return (
+        f'{{"jsonrpc":"2.0","id":{request_id},"method":"tools/call",'
+        f'"params":{{"name":"grok_chat_completions","arguments":{arguments}}}}}'
+    )
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "request_id"),
+    [
+        ("{not json", -32700, None),
+        ('{"jsonrpc":"2.0","id":9}', -32600, 9),
+        ('[{"jsonrpc":"2.0","id":10,"method":"ping"}]', -32600, None),
+        ('"just a string"', -32600, None),
+        ('{"jsonrpc":"1.0","id":"a","method":"ping"}', -32600, "a"),
+        ('{"jsonrpc":"2.0","id":12,"method":"ping","params":{"n":' + "9" * 5000 + "}}", -32700, None),
+        (call(13, '{"messages":[{"role":"user","content":"x","extra":' + nested(300) + "}]}"), None, 13),
+        (call(14, '{"messages":[{"role":"user","content":"x","extra":' + nested(5000) + "}]}"), -32700, None),
+    ],
+)
+def test_malformed_input_gets_a_reply_and_the_server_lives_on(
+    raw: Raw, line: str, code: int | None, request_id: Any
+) -> None:
+    raw.send(line)
+    reply = raw.receive()
+    assert reply["id"] == request_id
+    if code is not None:
+        assert reply["error"]["code"] == code
+    else:  # a reply the request can use: a protocol error or a tool error, never silence
+        assert "error" in reply or reply["result"]["isError"] is True
+    raw.send({"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+    assert raw.receive()["result"]["tools"][0]["name"] == "grok_chat_completions"
+
+
+def test_lone_surrogates_and_nan_are_answered(raw: Raw) -> None:
+    raw.send(call(20, '{"messages":[{"role":"user","content":"\\ud800"}]}'))
+    reply = raw.receive()
+    assert reply["id"] == 20
+    assert "error" in reply or "not valid Unicode" in reply["result"]["content"][0]["text"]
+    raw.send(call(21, '{"messages":[{"role":"user","content":"x"}],"temperature":NaN}'))
+    reply = raw.receive()
+    assert reply["id"] == 21
+    assert reply["result"]["isError"] is True
+    assert "temperature: nan is not a finite number" in reply["result"]["content"][0]["text"]
+    raw.send(call(22, '{"messages":[{"role":"user","content":"x","w":1e400}]}'))
+    reply = raw.receive()
+    assert "messages[0].w: inf is not a finite number" in reply["result"]["content"][0]["text"]
+
+
+def test_a_line_over_the_limit_is_refused_without_holding_it(raw: Raw) -> None:
+    big = call(30, json.dumps({"messages": HELLO, "user": "x" * (65 * 1024 * 1024)}))
+    raw.send(big)
+    reply = raw.receive(timeout=30)
+    assert reply["id"] is None and reply["error"]["code"] == -32700
+    assert "larger than 64 MiB" in reply["error"]["message"]
+    raw.send(call(31, json.dumps({"messages": HELLO})))
+    assert raw.receive()["id"] == 31
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_stop_an_idle_server_at_once(raw: Raw, signum: int, status: int) -> None:
+    raw.process.send_signal(signum)
+    assert raw.process.wait(5) == status
+    assert raw.process.stderr is not None
+    assert b"Traceback" not in raw.process.stderr.read()
+
+
+def test_sigint_stops_a_busy_server_and_aborts_the_upstream_call(raw: Raw, stand_in: Upstream) -> None:
+    raw.send(call(40, json.dumps({"messages": HELLO, "user": "scenario:hang"})))
+    deadline = time.monotonic() + 5
+    while not stand_in.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stand_in.requests, "the call never reached upstream"
+    started = time.monotonic()
+    raw.process.send_signal(signal.SIGINT)
+    assert raw.process.wait(5) == 130
+    assert time.monotonic() - started < 2
+    deadline = time.monotonic() + 5
+    while not stand_in.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stand_in.disconnects, "the upstream request was not aborted"
