@@ -92,3 +92,23 @@ async def test_first_progress_arrives_right_after_the_first_chunk(local: Client,
     await local.call_tool(TOOL_NAME, arguments, progress_callback=on_progress)
     assert arrivals
     assert arrivals[0] - stand_in.first_chunk_sent[0] < 0.1
+
+
+async def test_three_hundred_concurrent_calls_all_answered(local: Client, stand_in: Upstream) -> None:
+    answered: list[str] = []
+
+    async def one(index: int) -> None:
+        messages = [{"role": "user", "content": f"call {index}"}]
+        result = await local.call_tool(TOOL_NAME, {"messages": messages, "user": "scenario:slow100"})
+        assert not result.is_error
+        answered.append(result.structured_content["result"]["choices"][0]["message"]["content"])
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for index in range(300):
+                group.start_soon(one, index)
+    assert len(answered) == 300
+    assert len(stand_in.requests) == 300  # no call was dropped or sent twice
+    assert sorted(r.body["messages"][0]["content"] for r in stand_in.requests) == sorted(
+        f"call {index}" for index in range(300)
+    )
