@@ -1,11 +1,13 @@
 """The floor: the least an MCP server on the same SDK can do for this tool.
 
-One pooled httpx client, no validation, no retries, no streaming assembly: arguments go
-straight upstream and the JSON comes straight back. Benchmarks compare grok-chat-mcp with it.
+One pooled httpx client, no validation, no retries: arguments go straight upstream and the JSON
+comes straight back; with ``stream`` it reads the events and returns the joined text, no more.
+Benchmarks compare grok-chat-mcp with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,18 +32,26 @@ async def grok_chat_completions(
     messages: list[dict[str, Any]],
     model: str = "grok-4",
     user: str | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """Forward a chat completion request."""
     payload: dict[str, Any] = {"model": model, "messages": messages}
     if user is not None:
         payload["user"] = user
-    response = await ctx.request_context.lifespan_context.post(
-        os.environ["ACEDATACLOUD_API_BASE_URL"] + "/grok/chat/completions",
-        json=payload,
-        headers={"Authorization": f"Bearer {os.environ['ACEDATACLOUD_API_TOKEN']}"},
-    )
-    result: dict[str, Any] = response.json()
-    return result
+    url = os.environ["ACEDATACLOUD_API_BASE_URL"] + "/grok/chat/completions"
+    headers = {"Authorization": f"Bearer {os.environ['ACEDATACLOUD_API_TOKEN']}"}
+    http = ctx.request_context.lifespan_context
+    if not stream:
+        result: dict[str, Any] = (await http.post(url, json=payload, headers=headers)).json()
+        return result
+    text: list[str] = []
+    async with http.stream("POST", url, json={**payload, "stream": True}, headers=headers) as response:
+        async for line in response.aiter_lines():
+            data = line.removeprefix("data:").strip()
+            if line.startswith("data:") and data and data != "[DONE]":
+                for choice in json.loads(data).get("choices") or ():
+                    text.append((choice.get("delta") or {}).get("content") or "")
+    return {"content": "".join(text)}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,38 @@ def test_sigint_stops_a_busy_server_and_aborts_the_upstream_call(raw: Raw, stand
     while not stand_in.disconnects and time.monotonic() < deadline:
         time.sleep(0.02)
     assert stand_in.disconnects, "the upstream request was not aborted"
+
+
+def progress_lines(raw: Raw, request_id: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    notes: list[dict[str, Any]] = []
+    while True:
+        message = raw.receive()
+        if message.get("id") == request_id:
+            return notes, message
+        if message.get("method") == "notifications/progress":
+            notes.append(message)
+
+
+def test_progress_only_for_callers_that_asked_for_it(raw: Raw) -> None:
+    arguments = json.dumps({"messages": HELLO, "user": "scenario:sse20", "stream": True})
+    raw.send(call(50, arguments))
+    notes, reply = progress_lines(raw, 50)
+    assert notes == [] and reply["result"]["isError"] is False  # no token: no relay, no notifications
+    with_token = json.loads(call(51, arguments))
+    with_token["params"]["_meta"] = {"progressToken": "p-51"}
+    raw.send(with_token)
+    notes, reply = progress_lines(raw, 51)
+    assert notes and all(n["params"]["progressToken"] == "p-51" for n in notes)
+    assert notes[-1]["params"]["message"].startswith("grok-4: 34 chars received ... Hello from a streamed")
+
+
+def test_start_up_does_not_import_the_upstream_http_client() -> None:
+    code = (
+        "import sys, json; from grok_chat_mcp.config import Settings; "
+        "from grok_chat_mcp.server import build_server; from grok_chat_mcp import stdio; "
+        "build_server(Settings()); print(json.dumps('httpx' in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) is False  # httpx is imported in the background after tools/list

@@ -190,7 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-        self.owner.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+        headers = {name.title(): value for name, value in self.headers.items()}  # case as most tests spell it
+        self.owner.requests.append(Recorded(self.path, headers, body))
         scenario = self.path.strip("/").split("/")[0]
         user = str(body.get("user", ""))
         if user.startswith("scenario:"):  # lets one server process meet several scenarios

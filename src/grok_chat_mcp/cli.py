@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             from grok_chat_mcp import stdio
             from grok_chat_mcp.server import build_server  # keeps --help and --version instant
 
-            status = anyio.run(stdio.serve, build_server(settings))
+            status = anyio.run(stdio.serve, build_server(settings, progress_needs_token=True))
     sys.exit(status)
 
 

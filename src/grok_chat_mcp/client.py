@@ -77,6 +77,10 @@ class GrokClient:
         self._http = http
         self._settings = settings
         self._sleep = sleep
+        # Built once: the client's own build_request re-merges URL, headers and cookies per call.
+        self._url = httpx.URL(settings.endpoint)
+        self._headers = {key.lower(): value for key, value in http.headers.items()}
+        self._extensions = {"timeout": http.timeout.as_dict()}
 
     @property
     def api_token(self) -> str | None:
@@ -95,11 +99,12 @@ class GrokClient:
             raise missing_token()
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if payload.get("stream") else "application/json",
+            **self._headers,
+            "authorization": f"Bearer {token}",
+            "content-type": "application/json",
+            "accept": "text/event-stream" if payload.get("stream") else "application/json",
         }
-        request = self._http.build_request("POST", self._settings.endpoint, content=body, headers=headers)
+        request = httpx.Request("POST", self._url, content=body, headers=headers, extensions=self._extensions)
         call = _Call(request, (token, self._settings.api_token), str(payload.get("model", "")), on_text)
         started = time.perf_counter()
         result: dict[str, Any] | None = None
@@ -138,7 +143,8 @@ class GrokClient:
                     continue
                 return await self._read(response, call)
             finally:
-                await response.aclose()
+                if not response.is_closed:
+                    await response.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _backoff(self, attempt: int, retry_after: str | None, reason: str) -> None:

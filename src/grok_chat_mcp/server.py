@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import httpx
+import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
@@ -21,12 +21,16 @@ from mcp_types import METHOD_NOT_FOUND, CallToolResult, TextContent, ToolAnnotat
 from pydantic import BaseModel, Field
 
 from grok_chat_mcp import __version__, models
-from grok_chat_mcp.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError, redact, redact_json
 from grok_chat_mcp.images import inline_local_images
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments
+
+if TYPE_CHECKING:
+    import httpx
+
+    from grok_chat_mcp.client import GrokClient, OnText
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +101,45 @@ class ToolOutput(BaseModel):
     )
 
 
-@dataclass
 class AppState:
-    grok: GrokClient
+    """What every call shares: the upstream client, built on first use (or warmed up early).
+
+    Building it imports httpx and creates its TLS context (about 0.1 s), which the SDK does not
+    need: doing that after the handshake, in a worker thread, keeps it out of start-up.
+    """
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._grok: GrokClient | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._lock = anyio.Lock()
+        self._warming: asyncio.Future[GrokClient] | None = None
+
+    async def grok(self) -> GrokClient:
+        """The pooled upstream client (one per process)."""
+        if self._grok is None:
+            async with self._lock:
+                if self._grok is None:
+                    self._grok = await anyio.to_thread.run_sync(self._build)
+        return self._grok
+
+    def _build(self) -> GrokClient:
+        from grok_chat_mcp.client import GrokClient, make_http_client
+
+        self._http = make_http_client(self.settings, self._transport)
+        return GrokClient(self._http, self.settings)
+
+    def warm_up(self) -> None:
+        """Build the client in the background, so the first call does not wait for it."""
+        if self._grok is None and self._warming is None:
+            self._warming = asyncio.ensure_future(self.grok())
+
+    async def aclose(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            await asyncio.wait([self._warming])
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def build_server(
@@ -110,18 +150,24 @@ def build_server(
     token_for: TokenResolver | None = None,
     local_images: bool = True,
     in_flight: InFlight | None = None,
+    progress_needs_token: bool = False,
 ) -> MCPServer[AppState]:
-    """The server, with one pooled HTTP client opened in its lifespan.
+    """The server, with one pooled HTTP client that lives as long as the server.
 
     ``transport`` replaces the network (tests, benchmarks); ``token_for`` picks a per-request token;
     ``local_images`` lets image parts name local files (off for remote transports); ``in_flight``
     registers calls so that a cancellation sent in a separate HTTP request can find them.
+    ``progress_needs_token``: on JSON-RPC transports a client that wants progress sends a
+    ``progressToken``; without one no progress relay is started for the call.
     """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with make_http_client(settings, transport) as http:
-            yield AppState(GrokClient(http, settings))
+        state = AppState(settings, transport)
+        try:
+            yield state
+        finally:
+            await state.aclose()
 
     async def grok_chat_completions(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ToolOutput]:
         request = ctx.request_context
@@ -135,7 +181,9 @@ def build_server(
             return _error(f"Invalid arguments:\n{exc}")
         payload, notes = models.adapt(payload)
         token = token_for(ctx) if token_for is not None else None
-        call = _Call(ctx, chat.model, payload, notes, token, heartbeat)
+        meta = ctx.request_context.meta or {}
+        wants_progress = not progress_needs_token or "progress_token" in meta or "progressToken" in meta
+        call = _Call(ctx, chat.model, payload, notes, token, heartbeat if wants_progress else None)
         if in_flight is None:
             return await call.run()
         with in_flight.track(InFlight.caller(token), ctx.request_id):
@@ -190,6 +238,8 @@ async def only_tools(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -
     if ctx.method.startswith(_NOT_SERVED):
         raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=ctx.method)
     result = await call_next(ctx)
+    if ctx.method == "tools/list" and isinstance(ctx.lifespan_context, AppState):
+        ctx.lifespan_context.warm_up()  # the client has what it needs; build the upstream client now
     if ctx.method in ("initialize", "server/discover") and isinstance(result, dict):
         capabilities = result.get("capabilities")
         if isinstance(capabilities, dict):
@@ -210,21 +260,26 @@ class _Call:
         payload: dict[str, Any],
         notes: list[str],
         token: str | None,
-        heartbeat: float,
+        heartbeat: float | None,
     ) -> None:
         self.ctx, self.model, self.payload, self.notes, self.token = ctx, model, payload, notes, token
         self.heartbeat = heartbeat
 
     async def run(self) -> CallToolResult:
-        grok = self.ctx.request_context.lifespan_context.grok
-        secrets = (self.token, grok.api_token)
+        """The call's result; progress only when the client can receive it (``heartbeat`` set)."""
+        grok = await self.ctx.request_context.lifespan_context.grok()
+        if self.heartbeat is None:
+            return await self._complete(grok, None)
         relay = ProgressRelay(self.ctx.report_progress, self.model, heartbeat=self.heartbeat)
-        async with relay.running():
-            try:
-                on_text = relay.text if self.payload.get("stream") else None
-                completion = await grok.complete(self.payload, token=self.token, on_text=on_text)
-            except GrokError as exc:  # caught here: the relay's task group would wrap it in a group
-                return _error(redact(str(exc), secrets))
+        async with relay.running():  # errors are results inside: the relay's task group would wrap them
+            return await self._complete(grok, relay.text if self.payload.get("stream") else None)
+
+    async def _complete(self, grok: GrokClient, on_text: OnText | None) -> CallToolResult:
+        secrets = (self.token, grok.api_token)
+        try:
+            completion = await grok.complete(self.payload, token=self.token, on_text=on_text)
+        except GrokError as exc:
+            return _error(redact(str(exc), secrets))
         return _success(completion, self.notes, secrets)
 
 

@@ -206,6 +206,7 @@ def create_app(
         token_for=request_token,
         local_images=False,
         in_flight=in_flight,
+        progress_needs_token=True,
     )
 
     loopback = is_loopback(policy.host)
