@@ -60,6 +60,7 @@ class Peer:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.progress: dict[str, list[float]] = {}
         self.stray_lines = 0
+        self.reply_bytes: dict[int, int] = {}
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -85,6 +86,10 @@ class Peer:
     def _write(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(message).encode() + b"\n")
+
+    @property
+    def last_id(self) -> int:
+        return self._next
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self._next += 1
@@ -112,6 +117,7 @@ class Peer:
                 self.stray_lines += 1
                 continue
             if "id" in message and message["id"] in self._waiting:
+                self.reply_bytes[message["id"]] = len(line)
                 self._waiting.pop(message["id"]).set_result(message)
             elif message.get("method") == "notifications/progress":
                 token = message["params"]["progressToken"]
@@ -188,6 +194,8 @@ async def bench_server(
         out["~1 MiB response (ms)"] = [
             await timed(lambda: peer.call(scenario("big1024"))) for _ in range(reps["large"])
         ]
+        await peer.call(scenario("big200"))
+        out["200 KiB answer on the wire (KB)"] = [peer.reply_bytes[peer.last_id] / 1000]
 
         async def streams() -> None:
             await asyncio.gather(*(peer.call(scenario("sse20", stream=True)) for _ in range(50)))
@@ -265,6 +273,7 @@ def targets(soak: int) -> dict[str, str]:
         "pipelined calls (per s)": ">= 1.3 x floor",
         "40 x 300 ms concurrent (ms)": "<= 600 ms",
         "~1 MiB response (ms)": "<= 1.2 x floor",
+        "200 KiB answer on the wire (KB)": "reported",
         "CPU for 50 concurrent streams (ms)": "reported",
         "RSS idle (MiB)": "reported",
         "RSS after load (MiB)": "<= 1.15 x floor",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,12 +156,19 @@ def test_mcp_inspector_cli_lists_and_calls_the_tool(tmp_path: Path) -> None:
         }
 
 
-def test_readme_config_snippets_are_valid_json() -> None:
-    readme = (ROOT / "README.md").read_text()
-    blocks = [block.split("```", 1)[0] for block in readme.split("```json\n")[1:]]
-    assert len(blocks) >= 3  # Claude Desktop, Cursor, VS Code
-    for block in blocks:
-        config = json.loads(block)
-        servers = config.get("mcpServers") or config.get("servers")
-        assert servers["grok"]["args"] == ["grok-chat-mcp"]
-        assert "ACEDATACLOUD_API_TOKEN" in servers["grok"]["env"]
+def readme_configs() -> list[dict[str, Any]]:
+    """The README's JSON blocks, with the clone's path filled in as a user would."""
+    readme = (ROOT / "README.md").read_text().replace("/path/to/grok-chat-mcp", str(ROOT))
+    return [json.loads(block.split("```", 1)[0]) for block in readme.split("```json\n")[1:]]
+
+
+def test_readme_config_snippets_launch_the_installed_server() -> None:
+    configs = readme_configs()
+    assert len(configs) >= 4  # Claude Desktop, Claude Code, Cursor, VS Code
+    for config in configs:
+        servers = config.get("mcpServers") or config.get("servers") or {"grok": config}
+        server = servers["grok"]
+        assert server["command"] == str(ROOT / ".venv" / "bin" / "grok-chat-mcp")
+        assert Path(server["command"]).exists() or not (ROOT / ".venv").exists()
+        assert server["args"] == []
+        assert "ACEDATACLOUD_API_TOKEN" in server["env"]

@@ -1,0 +1,71 @@
+"""The README's Claude Code instructions, run with the real ``claude`` binary (offline: add, list)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.test_cli_and_packaging import ROOT, readme_configs
+
+
+def claude_binary() -> str | None:
+    """``CLAUDE_BIN``, the copy CI installs into ``.ci/node``, or one on PATH."""
+    for candidate in (
+        os.environ.get("CLAUDE_BIN"),
+        str(ROOT / ".ci" / "node" / "node_modules" / ".bin" / "claude"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return shutil.which("claude")
+
+
+CLAUDE = claude_binary()
+pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (CI installs it)")
+
+
+def claude(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CLAUDE is not None
+    env = {
+        "HOME": str(home),
+        "PATH": os.environ.get("PATH", ""),
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    return subprocess.run(
+        [CLAUDE, *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False
+    )
+
+
+def readme_command(prefix: str) -> list[str]:
+    readme = (ROOT / "README.md").read_text().replace("/path/to/grok-chat-mcp", str(ROOT))
+    (line,) = [line for line in readme.splitlines() if line.startswith(prefix)]
+    return shlex.split(line.replace("your-token", TOKEN))
+
+
+def test_readme_add_json_with_always_load_connects(tmp_path: Path) -> None:
+    (config,) = [c for c in readme_configs() if "alwaysLoad" in c]
+    config["env"]["ACEDATACLOUD_API_TOKEN"] = TOKEN
+    added = claude(tmp_path, "mcp", "add-json", "grok", "-s", "user", json.dumps(config))
+    assert added.returncode == 0, added.stderr
+    stored = json.loads((tmp_path / ".claude.json").read_text())["mcpServers"]["grok"]
+    assert stored["alwaysLoad"] is True  # Claude Code keeps the key
+    listed = claude(tmp_path, "mcp", "list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("grok:"))
+    assert "Connected" in line, listed.stdout
+
+
+def test_readme_mcp_add_command_connects(tmp_path: Path) -> None:
+    command = readme_command("claude mcp add grok")
+    added = claude(tmp_path, *command[1:])
+    assert added.returncode == 0, added.stderr
+    listed = claude(tmp_path, "mcp", "get", "grok")
+    assert "Connected" in listed.stdout, listed.stdout + listed.stderr
+    assert TOKEN in listed.stdout  # the env block reached Claude Code's config
