@@ -6,7 +6,7 @@
 The bundle uses MCPB's ``uv`` server type: it carries the source and ``pyproject.toml``, and the
 host (Claude Desktop) provides Python and installs the dependencies with uv. The manifest is
 validated and the bundle packed with Anthropic's own ``mcpb`` tool: ``$MCPB``, the copy CI installs
-in ``.ci/node``, or ``npx -y @anthropic-ai/mcpb@2``.
+in ``.ci/node_modules``, or ``npx -y @anthropic-ai/mcpb@2``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ CONTENTS = ("pyproject.toml", "README.md", "LICENSE", "src")
 
 def mcpb_command() -> list[str]:
     """How to run Anthropic's ``mcpb`` CLI here."""
-    local = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcpb"
+    local = ROOT / ".ci" / "node_modules" / ".bin" / "mcpb"
     if os.environ.get("MCPB"):
         return [os.environ["MCPB"]]
     if local.exists():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import resource
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -41,6 +40,11 @@ async def failure(grok: GrokClient, payload: dict[str, Any] | None = None, token
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process (0 where the platform cannot tell: Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -21,7 +21,7 @@ from tests.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((ROOT / "bundle" / "manifest.json").read_text())
-MCPB_PACKAGE = ROOT / ".ci" / "node" / "node_modules" / "@anthropic-ai" / "mcpb"
+MCPB_PACKAGE = ROOT / ".ci" / "node_modules" / "@anthropic-ai" / "mcpb"
 BIN = Path(sys.executable).parent
 UV = shutil.which("uv", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 NODE = shutil.which("node")
@@ -42,7 +42,8 @@ def test_manifest_is_in_step_with_the_server() -> None:
 
 
 needs_tools = pytest.mark.skipif(
-    not (MCPB_PACKAGE.exists() and UV and NODE), reason="needs mcpb in .ci/node (CI installs it), uv and node"
+    not (MCPB_PACKAGE.exists() and UV and NODE),
+    reason="needs mcpb in .ci/node_modules (CI installs it), uv and node",
 )
 
 
@@ -69,7 +70,7 @@ console.log(JSON.stringify(config));
 @needs_tools
 @pytest.mark.anyio
 async def test_bundle_is_validated_packed_and_runs_as_the_host_runs_it(tmp_path: Path) -> None:
-    mcpb = [str(ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcpb")]
+    mcpb = [str(ROOT / ".ci" / "node_modules" / ".bin" / "mcpb")]
     built = subprocess.run(  # noqa: ASYNC221 - a build step before the async part
         [sys.executable, str(ROOT / "bundle" / "build.py"), "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300, check=False,

@@ -16,10 +16,10 @@ from tests.test_cli_and_packaging import ROOT, readme_configs
 
 
 def claude_binary() -> str | None:
-    """``CLAUDE_BIN``, the copy CI installs into ``.ci/node``, or one on PATH."""
+    """``CLAUDE_BIN``, the copy CI installs into ``.ci/node_modules``, or one on PATH."""
     for candidate in (
         os.environ.get("CLAUDE_BIN"),
-        str(ROOT / ".ci" / "node" / "node_modules" / ".bin" / "claude"),
+        str(ROOT / ".ci" / "node_modules" / ".bin" / "claude"),
     ):
         if candidate and Path(candidate).exists():
             return candidate

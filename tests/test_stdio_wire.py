@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import HELLO, SCRIPT, server_env
 from tests.upstream import Upstream
 
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
+
 INIT = {
     "jsonrpc": "2.0",
     "id": 0,
