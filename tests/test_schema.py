@@ -249,3 +249,11 @@ def test_huge_invalid_values_give_short_errors() -> None:
         parse_arguments({"messages": HELLO, "temperature": "x" * 1_000_000, "seed": [0] * 100_000})
     assert len(str(caught.value)) < 300
     assert "temperature" in str(caught.value) and "seed" in str(caught.value)
+
+
+def test_the_shipped_schema_file_is_what_the_models_generate() -> None:
+    from grok_chat_mcp.server import input_schema as shipped
+
+    assert shipped() == input_schema(), (
+        "regenerate: python -m grok_chat_mcp.schema > src/grok_chat_mcp/input_schema.json"
+    )

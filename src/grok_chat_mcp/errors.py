@@ -24,6 +24,10 @@ MAX_ERROR_BODY = 64 * 1024
 _EXCERPT_INPUT = 8 * 1024
 
 
+class InvalidArguments(ValueError):
+    """The tool's arguments break the contract; the message names the fields."""
+
+
 @dataclass(eq=False)
 class GrokError(Exception):
     """A failed call. ``str()`` gives the text returned to the client as a tool error."""

@@ -19,7 +19,7 @@ from urllib.request import url2pathname
 
 import anyio.to_thread
 
-from grok_chat_mcp.schema import InvalidArguments
+from grok_chat_mcp.errors import InvalidArguments
 
 #: xAI's limit for one image.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

@@ -23,15 +23,15 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from grok_chat_mcp.errors import InvalidArguments
+
+__all__ = ["ChatRequest", "InvalidArguments", "input_schema", "parse_arguments"]
+
 DEFAULT_MODEL = "grok-4"
 #: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
 MAX_DEPTH = 64
 #: Upstream's limit on the number of tools (xAI API reference).
 MAX_TOOLS = 128
-
-
-class InvalidArguments(ValueError):
-    """The tool's arguments break the contract; the message names the fields."""
 
 
 class _Model(BaseModel):
@@ -449,3 +449,9 @@ def _clean(node: Any, defs: Mapping[str, Any]) -> Any:
             del out["anyOf"]
             out = {**rest[0], **out}
     return out
+
+
+if __name__ == "__main__":  # regenerates src/grok_chat_mcp/input_schema.json (a test checks it)
+    import sys
+
+    sys.stdout.write(json.dumps(input_schema(), indent=2, ensure_ascii=False) + "\n")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -22,10 +22,9 @@ from pydantic import BaseModel, Field
 
 from grok_chat_mcp import __version__, models
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.errors import GrokError, redact, redact_json
+from grok_chat_mcp.errors import GrokError, InvalidArguments, redact, redact_json
 from grok_chat_mcp.images import inline_local_images
 from grok_chat_mcp.progress import ProgressRelay
-from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments
 
 if TYPE_CHECKING:
     import httpx
@@ -125,6 +124,7 @@ class AppState:
         return self._grok
 
     def _build(self) -> GrokClient:
+        import grok_chat_mcp.schema  # noqa: F401 - the validation models, off the start-up path
         from grok_chat_mcp.client import GrokClient, make_http_client
 
         self._http = make_http_client(self.settings, self._transport)
@@ -170,6 +170,8 @@ def build_server(
             await state.aclose()
 
     async def grok_chat_completions(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ToolOutput]:
+        from grok_chat_mcp.schema import parse_arguments  # loaded after the handshake (see AppState)
+
         request = ctx.request_context
         try:
             chat, payload = parse_arguments((request.params or {}).get("arguments"))
@@ -208,7 +210,7 @@ def build_server(
     )
     # The function reads its arguments itself (see parse_arguments) so that every error names the
     # field in plain words; the advertised schema is the contract's, flat and null-free.
-    tool.parameters = copy.deepcopy(input_schema())
+    tool.parameters = input_schema()
     server = MCPServer(
         "grok-chat-mcp",
         title="Grok Chat",
@@ -281,6 +283,17 @@ class _Call:
         except GrokError as exc:
             return _error(redact(str(exc), secrets))
         return _success(completion, self.notes, secrets)
+
+
+def input_schema() -> dict[str, Any]:
+    """The advertised input schema, generated from ``schema.ChatRequest`` into ``input_schema.json``.
+
+    Read from the file so that start-up neither imports the validation models nor generates the
+    schema (about 25 ms); a test keeps the file equal to what the models generate.
+    """
+    text = resources.files(__package__).joinpath("input_schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _success(completion: dict[str, Any], notes: list[str], secrets: tuple[str | None, ...]) -> CallToolResult:
