@@ -15,11 +15,14 @@ import asyncio
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,6 +249,30 @@ async def bench_direct(base_url: str, reps: dict[str, int]) -> dict[str, Any]:
     return out
 
 
+def start_up_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
+    """Instructions from spawn to exit after an ``initialize`` (valgrind's callgrind): unlike wall
+    time, the same on a busy machine. Millions; empty where valgrind is missing."""
+    if shutil.which("valgrind") is None:
+        return {}
+    init = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "1"},
+    }
+    line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}) + "\n"
+
+    def count(server: Server) -> tuple[str, float]:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command],
+            input=line.encode(), capture_output=True, env=env, timeout=1200, check=False,
+        )  # fmt: skip
+        refs = re.search(rb"I\s+refs:\s+([\d,]+)", done.stderr)
+        return server.name, int(refs.group(1).replace(b",", b"")) / 1e6 if refs else float("nan")
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(pool.map(count, servers))
+
+
 def ensure_incumbent() -> list[str] | None:
     script = INCUMBENT_VENV / "bin" / "mcp-grok"
     if not script.exists():
@@ -269,6 +296,7 @@ def summary(values: list[float]) -> tuple[float, float]:
 def targets(soak: int) -> dict[str, str]:
     return {
         "cold start (ms)": "<= 0.95 x floor",
+        "cold start (million instructions)": "<= 0.95 x floor",
         "per call (ms)": "<= 0.8 x floor, <= 0.35 x mcp-grok",
         "pipelined calls (per s)": ">= 1.3 x floor",
         "40 x 300 ms concurrent (ms)": "<= 600 ms",
@@ -349,6 +377,10 @@ async def main() -> None:
         print("cold starts ...", file=sys.stderr)
         for name, times in (await cold_starts(servers, env, reps["cold"])).items():
             results[name]["cold start (ms)"] = times
+        if not args.quick:
+            print("cold start instructions (valgrind) ...", file=sys.stderr)
+            for name, count in start_up_instructions(servers, env).items():
+                results[name]["cold start (million instructions)"] = [count]
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
