@@ -72,3 +72,14 @@ async def test_pending_text_is_flushed_by_the_timer_and_on_exit() -> None:
         assert [m for _, _, m in record.sent] == ["m: 1 chars received ... x", "m: 2 chars received ... xy"]
         await relay.text("z")
     assert [m for _, _, m in record.sent][-1] == "m: 3 chars received ... xyz"
+
+
+async def test_statuses_never_show_a_secret_even_when_cut() -> None:
+    secret = "sk-secret-token-0123456789"
+    record = Recorder()
+    async with ProgressRelay(record, "grok-4", interval=0, secrets=(secret, None)).running() as relay:
+        await relay.text("the key is " + secret[:10])
+        await relay.text(secret[10:] + " and " + "y" * 70)  # the cut falls inside the token
+    for _, _, message in record.sent:
+        assert message is not None
+        assert secret not in message and secret[:8] not in message and secret[-8:] not in message

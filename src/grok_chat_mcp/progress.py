@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from grok_chat_mcp.errors import redact
+
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
 
 #: How much of the latest text a status shows.
@@ -27,8 +29,19 @@ class ProgressRelay:
     one per heartbeat, so it always increases.
     """
 
-    def __init__(self, report: Report, label: str, *, interval: float = 0.2, heartbeat: float = 5.0) -> None:
+    def __init__(
+        self,
+        report: Report,
+        label: str,
+        *,
+        interval: float = 0.2,
+        heartbeat: float = 5.0,
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
         self._report = report
+        self._secrets = tuple(secret for secret in secrets if secret)
+        # The tail keeps enough extra characters that a secret cut at its start is cut off whole.
+        self._keep = TAIL_CHARS + max((len(secret) for secret in self._secrets), default=0)
         self._label = label
         self._interval = interval
         self._heartbeat = heartbeat
@@ -45,7 +58,7 @@ class ProgressRelay:
     async def text(self, piece: str) -> None:
         """Take newly arrived text; send a status now unless one went out very recently."""
         self._chars += len(piece)
-        self._tail = (self._tail + piece[-TAIL_CHARS:])[-TAIL_CHARS:]
+        self._tail = (self._tail + piece[-self._keep :])[-self._keep :]
         self._pending = True
         if time.monotonic() - self._last_text >= self._interval:
             await self.flush()
@@ -57,7 +70,9 @@ class ProgressRelay:
         if not self._chars:
             waited = (now or time.monotonic()) - self._started
             return f"{self._label}: waiting for upstream, {waited:.0f}s"
-        tail = _SPACE.sub(" ", self._tail).strip()
+        tail = _SPACE.sub(
+            " ", _hold_back(redact(self._tail, self._secrets), self._secrets)[-TAIL_CHARS:]
+        ).strip()
         head = f"{self._label}: {self._chars:,} chars received"
         if now is not None:
             head += f", {now - self._started:.0f}s so far"
@@ -108,3 +123,12 @@ class ProgressRelay:
                 await self.flush()
             finally:
                 group.cancel_scope.cancel()
+
+
+def _hold_back(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` without a trailing start of a secret (the rest of it may arrive in the next piece)."""
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), 3, -1):
+            if text.endswith(secret[:size]):
+                return text[:-size]
+    return text

@@ -272,7 +272,8 @@ class _Call:
         grok = await self.ctx.request_context.lifespan_context.grok()
         if self.heartbeat is None:
             return await self._complete(grok, None)
-        relay = ProgressRelay(self.ctx.report_progress, self.model, heartbeat=self.heartbeat)
+        secrets = (self.token, grok.api_token)
+        relay = ProgressRelay(self.ctx.report_progress, self.model, heartbeat=self.heartbeat, secrets=secrets)
         async with relay.running():  # errors are results inside: the relay's task group would wrap them
             return await self._complete(grok, relay.text if self.payload.get("stream") else None)
 
