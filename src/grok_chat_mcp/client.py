@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pydantic_core
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
@@ -97,7 +98,7 @@ class GrokClient:
         token = token or self._settings.api_token
         if not token:
             raise missing_token()
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        body = pydantic_core.to_json(payload, inf_nan_mode="null")  # compact UTF-8, no NaN (refused earlier)
         headers = {
             **self._headers,
             "authorization": f"Bearer {token}",

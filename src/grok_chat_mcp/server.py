@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
+import pydantic_core
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
@@ -300,7 +301,7 @@ def input_schema() -> dict[str, Any]:
 def _success(completion: dict[str, Any], notes: list[str], secrets: tuple[str | None, ...]) -> CallToolResult:
     """The result: structured content and the same as one compact JSON text block."""
     structured: dict[str, Any] = {"result": completion, "notes": notes} if notes else {"result": completion}
-    text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
+    text = pydantic_core.to_json(structured, inf_nan_mode="null").decode()  # compact; 5x json.dumps
     cleaned = redact(text, secrets)  # an upstream that echoes a token must not pass it on
     if cleaned is not text:
         text, structured = cleaned, redact_json(structured, secrets)
