@@ -170,6 +170,31 @@ async def cold_starts(servers: list[Server], env: dict[str, str], reps: int) -> 
     return times
 
 
+async def in_turn(
+    servers: list[Server], env: dict[str, str], reps: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per-call and large-response times, one call per server in turn, so noise hits all alike."""
+    peers = {server.name: await Peer.start(server.command, env) for server in servers}
+    out: dict[str, dict[str, Any]] = {
+        name: {"per call (ms)": [], "~1 MiB response (ms)": []} for name in peers
+    }
+    try:
+        for _ in range(reps["warmup"]):
+            for peer in peers.values():
+                await peer.call(scenario("ok"))
+        for figure, name, count in (
+            ("per call (ms)", "ok", reps["calls"]),
+            ("~1 MiB response (ms)", "big1024", reps["large"]),
+        ):
+            for _ in range(count):
+                for server, peer in peers.items():
+                    out[server][figure].append(await timed(lambda p=peer, n=name: p.call(scenario(n))))  # type: ignore[misc]
+    finally:
+        for peer in peers.values():
+            await peer.close()
+    return out
+
+
 async def bench_server(
     server: Server, env: dict[str, str], upstream: Upstream, reps: dict[str, int]
 ) -> dict[str, Any]:
@@ -181,7 +206,6 @@ async def bench_server(
         out["RSS idle (MiB)"] = [peer.rss_mib()]
         for _ in range(reps["warmup"]):
             await peer.call(scenario("ok"))
-        out["per call (ms)"] = [await timed(lambda: peer.call(scenario("ok"))) for _ in range(reps["calls"])]
 
         async def pipelined() -> None:
             await asyncio.gather(*(peer.call(scenario("ok")) for _ in range(reps["pipelined"])))
@@ -194,9 +218,6 @@ async def bench_server(
             await asyncio.gather(*(peer.call(scenario("slow300")) for _ in range(40)))
 
         out["40 x 300 ms concurrent (ms)"] = [await timed(forty) for _ in range(reps["concurrency"])]
-        out["~1 MiB response (ms)"] = [
-            await timed(lambda: peer.call(scenario("big1024"))) for _ in range(reps["large"])
-        ]
         await peer.call(scenario("big200"))
         out["200 KiB answer on the wire (KB)"] = [peer.reply_bytes[peer.last_id] / 1000]
 
@@ -371,9 +392,14 @@ async def main() -> None:
             "GROK_MAX_RETRIES": "0",
         }
         results["direct httpx"] = await bench_direct(base, reps)
+        print("per call and large responses, in turn ...", file=sys.stderr)
+        alternated = await in_turn(servers, env, reps)
         for server in servers:
             print(f"benchmarking {server.name} ...", file=sys.stderr)
-            results[server.name] = await bench_server(server, env, upstream, reps)
+            results[server.name] = {
+                **alternated[server.name],
+                **await bench_server(server, env, upstream, reps),
+            }
         print("cold starts ...", file=sys.stderr)
         for name, times in (await cold_starts(servers, env, reps["cold"])).items():
             results[name]["cold start (ms)"] = times
