@@ -334,3 +334,13 @@ async def test_stream_split_across_reads_with_crlf_and_keepalives(
     result = await grok.complete({"messages": HELLO, "stream": True})
     assert result["choices"][0]["message"]["content"] == "Héllo"
     assert result["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_transports_that_hand_over_a_read_response_work(settings: Settings) -> None:
+    """``build_server(transport=...)`` takes any httpx transport; MockTransport returns read bodies."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=completion("mocked"))
+
+    async with make_http_client(settings, httpx.MockTransport(answer)) as http:
+        assert await GrokClient(http, settings).complete({"messages": HELLO}) == completion("mocked")

@@ -255,6 +255,11 @@ class _Call:
 
 async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body, decompressed at most :data:`_STEP` bytes at a time (a gzip bomb cannot balloon)."""
+    if response.is_stream_consumed:  # read already (a mock transport): httpx has decoded it
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise _Unreadable("the response is larger than any completion needs")
+        yield response.content
+        return
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         async for raw in response.aiter_raw():
