@@ -69,3 +69,33 @@ def test_readme_mcp_add_command_connects(tmp_path: Path) -> None:
     listed = claude(tmp_path, "mcp", "get", "grok")
     assert "Connected" in listed.stdout, listed.stdout + listed.stderr
     assert TOKEN in listed.stdout  # the env block reached Claude Code's config
+
+
+TS_SDK = ROOT / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"
+
+
+@pytest.mark.skipif(
+    not (TS_SDK.exists() and shutil.which("node")), reason="needs the TypeScript SDK in .ci (CI installs it)"
+)
+def test_typescript_sdk_client_sees_tools_only_and_stays_alive_on_progress(tmp_path: Path) -> None:
+    from tests.conftest import SCRIPT, server_env
+    from tests.upstream import SSE_WORDS, Upstream
+
+    node = shutil.which("node")
+    assert node is not None
+    with Upstream() as upstream:
+        done = subprocess.run(
+            [node, str(ROOT / "tests" / "ts_client.mjs"), TS_SDK.as_uri(), SCRIPT],
+            capture_output=True, text=True, env=server_env(upstream.url("ok")), cwd=tmp_path, timeout=120,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(seen["capabilities"]) == {"tools"}
+    (tool,) = seen["tools"]
+    assert tool["_meta"]["anthropic/maxResultSizeChars"] == 500_000
+    assert not seen["result"].get("isError")
+    answer = seen["result"]["structuredContent"]["result"]["choices"][0]["message"]["content"]
+    assert answer == "".join(SSE_WORDS * 57)  # 4 s of streaming outlived the 1.5 s request timeout
+    assert len(seen["progress"]) > 5
+    assert seen["progress"][-1]["message"].startswith("grok-4: ")
