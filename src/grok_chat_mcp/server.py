@@ -271,15 +271,16 @@ class _Call:
     async def run(self) -> CallToolResult:
         """The call's result; progress only when the client can receive it (``heartbeat`` set)."""
         grok = await self.ctx.request_context.lifespan_context.grok()
-        if self.heartbeat is None:
-            return await self._complete(grok, None)
         secrets = (self.token, grok.api_token)
+        if self.heartbeat is None:
+            return await self._complete(grok, secrets, None)
         relay = ProgressRelay(self.ctx.report_progress, self.model, heartbeat=self.heartbeat, secrets=secrets)
         async with relay.running():  # errors are results inside: the relay's task group would wrap them
-            return await self._complete(grok, relay.text if self.payload.get("stream") else None)
+            return await self._complete(grok, secrets, relay.text if self.payload.get("stream") else None)
 
-    async def _complete(self, grok: GrokClient, on_text: OnText | None) -> CallToolResult:
-        secrets = (self.token, grok.api_token)
+    async def _complete(
+        self, grok: GrokClient, secrets: tuple[str | None, ...], on_text: OnText | None
+    ) -> CallToolResult:
         try:
             completion = await grok.complete(self.payload, token=self.token, on_text=on_text)
         except GrokError as exc:
