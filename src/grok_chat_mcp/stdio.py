@@ -9,8 +9,10 @@ waits for its own timeout. JSON-RPC requires an error reply. Here:
   terminals (the usual case), through private duplicates; fd 0 then points at the null device and
   fd 1 at stderr, so nothing stray reaches the protocol stream. Other kinds (a regular file, or
   Windows) fall back to threads.
-- every line is checked before the SDK sees it; a bad one gets ``-32700`` (parse error) or
-  ``-32600`` (invalid request), with the request's id where it can be read, and the server carries on.
+- every line is validated once, then handed to the SDK's session directly (:class:`Incoming` and
+  :class:`Outgoing` are the stream objects its ``run()`` takes; no reader or writer task, no memory
+  streams in between). A bad line gets ``-32700`` (parse error) or ``-32600`` (invalid request),
+  with the request's id where it can be read, and the server carries on.
 - one line may be at most :data:`MAX_LINE_BYTES`; a longer one is discarded as it streams past and
   answered with a parse error.
 - SIGINT and SIGTERM end the server at once: in-flight calls are cancelled, which aborts their
@@ -30,12 +32,12 @@ import signal
 import stat
 import sys
 from collections.abc import AsyncIterator
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol, Self
 
 import anyio
 import anyio.to_thread
 import mcp_types as types
-from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +54,6 @@ class LineTooLong(Exception):
 class Wire(Protocol):
     async def read_line(self) -> bytes | None: ...  # None at end of input; raises LineTooLong
     async def write(self, data: bytes) -> None: ...
-
-
-def check_line(line: bytes) -> bytes | None:
-    """The JSON-RPC error reply for a line the SDK cannot take, or None if it is a valid message."""
-    try:
-        types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-    except Exception:  # any failure gets a reply, diagnosed below
-        return _diagnose(line)
-    return None
 
 
 def _diagnose(line: bytes) -> bytes:
@@ -92,17 +85,18 @@ def error_reply(request_id: str | int | None, code: int, message: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-class _Lines:
-    """What the SDK's reader iterates: only valid lines; the others are answered here."""
+class Incoming:
+    """The SDK's read stream, read straight off the wire: valid messages only; the others are
+    answered here. No reader task and no memory stream between the pipe and the SDK's session."""
 
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
+        self._closed = False
 
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> str:
+    async def receive(self) -> SessionMessage | Exception:
         while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
             try:
                 line = await self._wire.read_line()
             except LineTooLong:
@@ -111,27 +105,60 @@ class _Lines:
                 await self._wire.write(error_reply(None, PARSE_ERROR, message))
                 continue
             if line is None:
-                raise StopAsyncIteration
+                raise anyio.EndOfStream
             if not line.strip():
                 continue
-            reply = check_line(line)
-            if reply is None:
-                return line.decode("utf-8", "replace")
+            try:
+                return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+            except Exception:  # any failure gets a reply, diagnosed below
+                reply = _diagnose(line)
             logger.warning("answered a malformed message: %s", reply.decode()[:200].rstrip())
             await self._wire.write(reply)
 
+    def __aiter__(self) -> Incoming:
+        return self
 
-class _Out:
-    """What the SDK's writer writes to: whole lines, straight onto the wire."""
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class Outgoing:
+    """The SDK's write stream, written straight onto the wire: one whole line per message, so
+    concurrent replies never interleave. No writer task and no memory stream in between."""
 
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
+        self._closed = False
 
-    async def write(self, text: str) -> None:
-        await self._wire.write(text.encode("utf-8", "surrogateescape"))
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        try:
+            await self._wire.write(text.encode("utf-8", "surrogateescape") + b"\n")
+        except OSError as exc:  # the client has gone: what the SDK expects from a closed stream
+            raise anyio.BrokenResourceError from exc
 
-    async def flush(self) -> None:
-        return None
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class PipeWire:
@@ -254,9 +281,7 @@ async def serve(server: Any) -> int:
     async with open_wire() as wire, anyio.create_task_group() as group:
         if sys.platform != "win32":
             group.start_soon(_stop_on_signal, group.cancel_scope, received)
-        streams = stdio_server(cast(Any, _Lines(wire)), cast(Any, _Out(wire)))
-        async with streams as (read_stream, write_stream):
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        await lowlevel.run(Incoming(wire), Outgoing(wire), lowlevel.create_initialization_options())
         group.cancel_scope.cancel()
     if received:
         logger.info("stopped by %s", signal.Signals(received[0]).name)
