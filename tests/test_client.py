@@ -14,6 +14,7 @@ from grok_chat_mcp.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
 from tests.conftest import HELLO, TOKEN, URL, completion
+from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -344,3 +345,56 @@ async def test_transports_that_hand_over_a_read_response_work(settings: Settings
 
     async with make_http_client(settings, httpx.MockTransport(answer)) as http:
         assert await GrokClient(http, settings).complete({"messages": HELLO}) == completion("mocked")
+
+
+def cookie_setting_upstream(seen: list[httpx.Request]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=completion("ok"), headers={"Set-Cookie": "session=caller-a; Path=/"})
+
+    return httpx.MockTransport(answer)
+
+
+async def test_requests_go_straight_to_the_transport(settings: Settings) -> None:
+    """The client's per-request layers (auth, redirects, hooks, cookies) are skipped."""
+    seen: list[httpx.Request] = []
+    async with make_http_client(settings, cookie_setting_upstream(seen)) as http:
+
+        async def refuse(*args: Any, **kwargs: Any) -> httpx.Response:
+            raise AssertionError("sent through AsyncClient.send")
+
+        http.send = refuse  # type: ignore[method-assign]
+        assert await GrokClient(http, settings).complete({"messages": HELLO}) == completion("ok")
+    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("lookup", [True, False], ids=["direct", "through the client"])
+async def test_no_cookie_travels_to_the_next_request(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, lookup: bool
+) -> None:
+    """Callers with their own tokens share the client over HTTP: no cookie may pass between them.
+    Without httpx's transport lookup (a future httpx), requests go through ``send()``, alike."""
+    if not lookup:
+        monkeypatch.setattr("grok_chat_mcp.client.TRANSPORT_LOOKUP", "_renamed_in_a_future_httpx")
+    seen: list[httpx.Request] = []
+    async with make_http_client(settings, cookie_setting_upstream(seen)) as http:
+        grok = GrokClient(http, settings)
+        await grok.complete({"messages": HELLO}, token="caller-a")
+        await grok.complete({"messages": HELLO}, token="caller-b")
+    assert len(seen) == 2
+    assert "cookie" not in seen[1].headers
+    assert seen[1].headers["authorization"] == "Bearer caller-b"
+
+
+async def test_a_proxy_named_in_the_environment_is_used(
+    stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured (here the stand-in is the proxy)."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
+    settings = Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)
+    async with make_http_client(settings) as http:
+        result = await GrokClient(http, settings).complete({"model": "grok-4", "messages": HELLO})
+    assert result["choices"][0]["message"]["content"] == "pong"
+    assert stand_in.requests[0].path == "http://grok.invalid/ok/grok/chat/completions"

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 SSE_WORDS = ["Hello", " from", " a", " streamed", " Grok", " answer", "."]
 #: What AceDataCloud serves (its OpenAPI spec's model enum).
@@ -192,7 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         headers = {name.title(): value for name, value in self.headers.items()}  # case as most tests spell it
         self.owner.requests.append(Recorded(self.path, headers, body))
-        scenario = self.path.strip("/").split("/")[0]
+        path = urlsplit(self.path).path  # also as a forward proxy, which is sent the whole URL
+        scenario = path.strip("/").split("/")[0]
         user = str(body.get("user", ""))
         if user.startswith("scenario:"):  # lets one server process meet several scenarios
             scenario = user.removeprefix("scenario:")

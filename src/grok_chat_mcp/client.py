@@ -53,6 +53,11 @@ class _Unreadable(Exception):
     """The body cannot be read within its bounds (too large, bad encoding)."""
 
 
+Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+#: httpx's (private) lookup of the transport a client uses for a URL; see :func:`direct_sender`.
+TRANSPORT_LOOKUP = "_transport_for_url"
+
+
 def make_http_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -66,6 +71,27 @@ def make_http_client(
     )
 
 
+def direct_sender(client: httpx.AsyncClient, url: httpx.URL) -> Send:
+    """How requests to ``url`` are sent: straight to the transport the client picks for it (its
+    pool, or the proxy the environment names), skipping the per-request layers of ``send()`` that
+    this client does not use: auth flow, redirect loop, event hooks, cookie extraction (7 % of a
+    call's instructions). The URL is fixed, so the pick is made once. If httpx no longer has the
+    (private) lookup, requests go through ``client.send()``, which behaves the same here.
+    """
+    pick = getattr(client, TRANSPORT_LOOKUP, None)
+    transport = pick(url) if callable(pick) else None
+    if not isinstance(transport, httpx.AsyncBaseTransport):
+        logger.debug("httpx has no transport lookup; sending through the client")
+        return lambda request: client.send(request, stream=True)
+
+    async def send(request: httpx.Request) -> httpx.Response:
+        response = await transport.handle_async_request(request)
+        response.request = request
+        return response
+
+    return send
+
+
 class GrokClient:
     """Sends chat-completion requests to ``POST {base}/grok/chat/completions``."""
 
@@ -75,11 +101,12 @@ class GrokClient:
         settings: Settings,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self._http = http
         self._settings = settings
         self._sleep = sleep
-        # Built once: the client's own build_request re-merges URL, headers and cookies per call.
+        # Built once: the client's own build_request re-merges URL, headers and cookies per call
+        # (so no cookie an upstream sets is ever sent back, whichever way requests are sent).
         self._url = httpx.URL(settings.endpoint)
+        self._send = direct_sender(http, self._url)
         self._headers = {key.lower(): value for key, value in http.headers.items()}
         self._extensions = {"timeout": http.timeout.as_dict()}
 
@@ -125,7 +152,7 @@ class GrokClient:
         for attempt in range(1, retries + 2):
             call.attempt = attempt
             try:
-                response = await self._http.send(call.request, stream=True)
+                response = await self._send(call.request)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if attempt <= retries:
                     await self._backoff(attempt, None, f"connection failure ({type(exc).__name__})")
