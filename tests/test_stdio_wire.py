@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -214,3 +216,102 @@ def test_start_up_does_not_import_the_upstream_http_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(done.stdout) is False  # httpx is imported in the background after tools/list
+
+
+#: ``auto`` is uvloop where it is installed; ``asyncio`` is the fallback (and Windows).
+LOOPS = ["auto", "asyncio"]
+
+
+def serve_once(stdin: Any, stdout: Any, loop: str, base_url: str, cwd: Path) -> tuple[int, bytes]:
+    """Run the server on the given stdin/stdout until it exits; its status and stderr."""
+    process = subprocess.Popen(
+        [SCRIPT],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=server_env(base_url, GROK_EVENT_LOOP=loop),
+        cwd=cwd,
+    )
+    _, errors = process.communicate(timeout=30)
+    return process.returncode, errors
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_null_device_and_files_as_stdio(loop: str, stand_in: Upstream, tmp_path: Path) -> None:
+    """Scripts and launchers also start servers on /dev/null or files: the server answers and exits
+    at the end of input. (On the null device uvloop aborted the process and asyncio never saw
+    the end of input: such descriptors now go through threads.)"""
+    requests, replies = tmp_path / "requests.jsonl", tmp_path / "replies.jsonl"
+    requests.write_text(json.dumps(INIT) + "\n")
+    base = stand_in.url("ok")
+    with open(os.devnull, "rb") as null:
+        status, errors = serve_once(null, subprocess.PIPE, loop, base, tmp_path)
+        assert status == 0, errors.decode()[-2000:]
+    with requests.open("rb") as source, open(os.devnull, "wb") as null:
+        status, errors = serve_once(source, null, loop, base, tmp_path)
+        assert status == 0, errors.decode()[-2000:]
+    with requests.open("rb") as source, replies.open("wb") as sink:
+        status, errors = serve_once(source, sink, loop, base, tmp_path)
+        assert status == 0, errors.decode()[-2000:]
+    assert json.loads(replies.read_text())["result"]["serverInfo"]["name"] == "grok-chat-mcp"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_socket_stdio_as_node_clients_launch_it(loop: str, stand_in: Upstream, tmp_path: Path) -> None:
+    """Node's child_process (Claude Code, Claude Desktop, the TypeScript SDK) gives a child Unix
+    sockets, not pipes, for stdin and stdout."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        process = subprocess.Popen(
+            [SCRIPT],
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=subprocess.PIPE,
+            env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=loop),
+            cwd=tmp_path,
+        )
+        theirs.close()
+        ours.sendall(json.dumps(INIT).encode() + b"\n")
+        ours.settimeout(30)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = ours.recv(1 << 16)
+            assert chunk, "the server closed the socket"
+            reply += chunk
+        assert json.loads(reply)["id"] == 0
+        ours.shutdown(socket.SHUT_WR)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors.decode()[-2000:]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_terminal_as_stdio(loop: str, stand_in: Upstream, tmp_path: Path) -> None:
+    """Someone trying the server by hand, in a terminal."""
+    import pty
+    import tty
+
+    controller, terminal = pty.openpty()
+    tty.setraw(terminal)  # no echo, no line editing, no newline translation
+    try:
+        process = subprocess.Popen(
+            [SCRIPT],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=loop),
+            cwd=tmp_path,
+        )
+        os.write(controller, json.dumps(INIT).encode() + b"\n")
+        reply, deadline = b"", time.monotonic() + 30
+        while not reply.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 1)
+            if ready:
+                reply += os.read(controller, 1 << 16)
+        assert json.loads(reply)["id"] == 0
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 143, errors.decode()[-2000:]
+        assert b"Traceback" not in errors
+    finally:
+        os.close(controller)
+        os.close(terminal)

@@ -7,8 +7,8 @@ waits for its own timeout. JSON-RPC requires an error reply. Here:
 
 - stdin and stdout are read and written on the event loop when they are pipes, sockets or
   terminals (the usual case), through private duplicates; fd 0 then points at the null device and
-  fd 1 at stderr, so nothing stray reaches the protocol stream. Other kinds (a regular file, or
-  Windows) fall back to threads.
+  fd 1 at stderr, so nothing stray reaches the protocol stream. Other kinds (a regular file, the
+  null device, or Windows) fall back to threads.
 - every line is validated once, then handed to the SDK's session directly (:class:`Incoming` and
   :class:`Outgoing` are the stream objects its ``run()`` takes; no reader or writer task, no memory
   streams in between). A bad line gets ``-32700`` (parse error) or ``-32600`` (invalid request),
@@ -224,11 +224,13 @@ class ThreadWire:
 
 
 def _watchable(fd: int) -> bool:
+    """A pipe, socket or terminal. Not other devices: ``/dev/null`` cannot be polled (asyncio never
+    sees its end of input; uvloop aborts the process)."""
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
 @contextlib.asynccontextmanager
