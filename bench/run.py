@@ -37,6 +37,11 @@ from tests.upstream import Upstream  # noqa: E402
 
 TOKEN = "bench-token-0000"
 HELLO = [{"role": "user", "content": "ping"}]
+INIT = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "bench", "version": "1"},
+}
 INCUMBENT_VENV = ROOT / "bench" / ".venvs" / "mcp-grok"
 
 
@@ -77,12 +82,7 @@ class Peer:
             limit=64 * 1024 * 1024,
         )
         peer = cls(process)
-        init = {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"},
-        }
-        await peer.request("initialize", init)
+        await peer.request("initialize", INIT)
         peer._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return peer
 
@@ -270,28 +270,58 @@ async def bench_direct(base_url: str, reps: dict[str, int]) -> dict[str, Any]:
     return out
 
 
+def _instructions(stderr: bytes) -> float:
+    refs = re.search(rb"I\s+refs:\s+([\d,]+)", stderr)
+    return int(refs.group(1).replace(b",", b"")) / 1e6 if refs else float("nan")
+
+
 def start_up_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
     """Instructions from spawn to exit after an ``initialize`` (valgrind's callgrind): unlike wall
     time, the same on a busy machine. Millions; empty where valgrind is missing."""
     if shutil.which("valgrind") is None:
         return {}
-    init = {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "bench", "version": "1"},
-    }
-    line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}) + "\n"
+    line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT}) + "\n"
 
     def count(server: Server) -> tuple[str, float]:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command],
             input=line.encode(), capture_output=True, env=env, timeout=1200, check=False,
         )  # fmt: skip
-        refs = re.search(rb"I\s+refs:\s+([\d,]+)", done.stderr)
-        return server.name, int(refs.group(1).replace(b",", b"")) / 1e6 if refs else float("nan")
+        return server.name, _instructions(done.stderr)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return dict(pool.map(count, servers))
+
+
+async def per_call_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
+    """Instructions one ``tools/call`` costs the server (callgrind): a session with 60 calls minus
+    one with 10, over 50. The per-call figure a busy machine cannot move. Millions."""
+    if shutil.which("valgrind") is None:
+        return {}
+
+    async def session(server: Server, calls: int) -> float:
+        process = await asyncio.create_subprocess_exec(
+            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert process.stdin is not None and process.stderr is not None
+        peer = Peer(process)
+        await peer.request("initialize", INIT)
+        peer._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await peer.request("tools/list", {})
+        for _ in range(calls):
+            await peer.call(scenario("ok"))
+        process.stdin.close()
+        stderr = await process.stderr.read()
+        await process.wait()
+        peer._reader.cancel()
+        return _instructions(stderr)
+
+    out = {}
+    for server in servers:  # two sessions at a time: one per core here
+        few, many = await asyncio.gather(session(server, 10), session(server, 60))
+        out[server.name] = (many - few) / 50
+    return out
 
 
 def ensure_incumbent() -> list[str] | None:
@@ -319,6 +349,7 @@ def targets(soak: int) -> dict[str, str]:
         "cold start (ms)": "<= 0.95 x floor",
         "cold start (million instructions)": "<= 0.95 x floor",
         "per call (ms)": "<= 0.8 x floor, <= 0.35 x mcp-grok",
+        "per call (million instructions)": "reported (what load cannot move)",
         "pipelined calls (per s)": ">= 1.3 x floor",
         "40 x 300 ms concurrent (ms)": "<= 600 ms",
         "~1 MiB response (ms)": "<= 1.2 x floor",
@@ -407,6 +438,9 @@ async def main() -> None:
             print("cold start instructions (valgrind) ...", file=sys.stderr)
             for name, count in start_up_instructions(servers, env).items():
                 results[name]["cold start (million instructions)"] = [count]
+            print("per-call instructions (valgrind) ...", file=sys.stderr)
+            for name, count in (await per_call_instructions(servers, env)).items():
+                results[name]["per call (million instructions)"] = [count]
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

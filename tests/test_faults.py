@@ -149,12 +149,14 @@ async def test_connection_refused_names_the_host(tmp_path: Path) -> None:
 
 def test_invalid_settings_are_reported_and_defaults_used(tmp_path: Path) -> None:
     env = {"GROK_REQUEST_TIMEOUT": "soon", "GROK_MAX_RETRIES": "-1", "LOG_LEVEL": "loud",
-           "ACEDATACLOUD_API_BASE_URL": "ftp://x"}  # fmt: skip
+           "ACEDATACLOUD_API_BASE_URL": "ftp://x", "GROK_EVENT_LOOP": "trio"}  # fmt: skip
     loaded = load_settings(env, tmp_path / "missing.env")
     assert (loaded.timeout, loaded.max_retries, loaded.log_level) == (900.0, 2, "INFO")
     assert loaded.call_timeout == 1800.0
     assert loaded.base_url == "https://api.acedata.cloud"
-    assert len(loaded.warnings) == 4
+    assert loaded.event_loop == "auto"
+    assert len(loaded.warnings) == 5
+    assert load_settings({"GROK_EVENT_LOOP": "AsyncIO"}, tmp_path / "x").event_loop == "asyncio"
     assert load_settings({"GROK_MAX_RETRIES": "1.5"}, tmp_path / "x").max_retries == 2
     assert load_settings({"GROK_MAX_RETRIES": "99"}, tmp_path / "x").max_retries == 10
     assert load_settings({"GROK_REQUEST_TIMEOUT": "0"}, tmp_path / "x").timeout == 900.0

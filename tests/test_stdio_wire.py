@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -315,3 +316,39 @@ def test_a_terminal_as_stdio(loop: str, stand_in: Upstream, tmp_path: Path) -> N
     finally:
         os.close(controller)
         os.close(terminal)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed here")
+@pytest.mark.parametrize(("preference", "expected"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_the_event_loop_in_use(preference: str, expected: str, stand_in: Upstream, tmp_path: Path) -> None:
+    """uvloop by default where it is installed (it is a dependency off Windows); asyncio on request."""
+    code = (
+        "import asyncio, anyio\n"
+        "from grok_chat_mcp import eventloop\n"
+        f"use = eventloop.choose({preference!r}) == 'uvloop'\n"
+        "async def main(): print(type(asyncio.get_running_loop()).__module__)\n"
+        "anyio.run(main, backend_options={'use_uvloop': use})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip().split(".")[0] == expected
+    process = subprocess.run(
+        [SCRIPT],
+        input=json.dumps(INIT) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=preference, LOG_LEVEL="DEBUG"),
+        cwd=tmp_path,
+    )
+    assert f"event loop: {expected}" in process.stderr
+    assert json.loads(process.stdout)["id"] == 0
+
+
+def test_without_uvloop_the_server_falls_back_to_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grok_chat_mcp import eventloop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert eventloop.choose("auto") == "asyncio"
+    assert eventloop.choose("uvloop") == "asyncio"

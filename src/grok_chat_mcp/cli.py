@@ -91,10 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             import anyio
 
-            from grok_chat_mcp import stdio
+            from grok_chat_mcp import eventloop, stdio
             from grok_chat_mcp.server import build_server  # keeps --help and --version instant
 
-            status = anyio.run(stdio.serve, build_server(settings, progress_needs_token=True))
+            loop = eventloop.choose(settings.event_loop)
+            logger.debug("event loop: %s", loop)
+            server = build_server(settings, progress_needs_token=True)
+            status = anyio.run(stdio.serve, server, backend_options={"use_uvloop": loop == "uvloop"})
     sys.exit(status)
 
 

@@ -18,6 +18,8 @@ DEFAULT_CALL_TIMEOUT = 1800.0
 DEFAULT_MAX_RETRIES = 2
 MAX_RETRIES_CAP = 10
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: GROK_EVENT_LOOP: uvloop where installed (``auto``), or either loop by name.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 #: Every variable the server reads, with its default and meaning (shown by ``--help``).
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
@@ -27,6 +29,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("GROK_CALL_TIMEOUT", "1800", "seconds one call may take in all, retries included (deadline)"),
     ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables)"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
+    ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
 )
 
 
@@ -42,6 +45,8 @@ class Settings:
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     log_level: str = "INFO"
+    #: ``auto`` (uvloop where installed), ``uvloop`` or ``asyncio``.
+    event_loop: str = "auto"
     #: Problems found while reading the settings; each fell back to its default.
     warnings: tuple[str, ...] = ()
 
@@ -96,6 +101,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         warnings.append(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}; using INFO")
         level = "INFO"
 
+    event_loop = (get("GROK_EVENT_LOOP")[0] or "auto").lower()
+    if event_loop not in EVENT_LOOPS:
+        warnings.append(f"GROK_EVENT_LOOP={event_loop!r} is not one of {', '.join(EVENT_LOOPS)}; using auto")
+        event_loop = "auto"
+
     return Settings(
         api_token=token,
         token_source=token_source,
@@ -105,6 +115,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         call_timeout=call_timeout,
         max_retries=int(retries),
         log_level=level,
+        event_loop=event_loop,
         warnings=tuple(warnings),
     )
 

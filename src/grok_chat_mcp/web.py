@@ -259,8 +259,11 @@ def serve(settings: Settings, policy: Policy, port: int, *, max_connections: int
                     port = bound.getsockname()[1]
                     logger.info("serving MCP at http://%s:%d%s", _host_header(self.host), port, MCP_PATH)
 
+    from grok_chat_mcp import eventloop
+
     config = uvicorn.Config(
         create_app(settings, policy),
+        loop=eventloop.choose(settings.event_loop),
         host=policy.host,
         port=port,
         log_config=None,
