@@ -53,7 +53,7 @@ class LineTooLong(Exception):
 
 class Wire(Protocol):
     async def read_line(self) -> bytes | None: ...  # None at end of input; raises LineTooLong
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, *parts: bytes) -> None: ...  # one line, in parts (no copy to join them)
 
 
 def _diagnose(line: bytes) -> bytes:
@@ -145,9 +145,11 @@ class Outgoing:
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        # What the SDK's own writer sends, as bytes: a large result is neither decoded to text
+        # nor encoded back, nor copied to add the newline.
+        data = types.jsonrpc_message_adapter.dump_json(item.message, by_alias=True, exclude_unset=True)
         try:
-            await self._wire.write(text.encode("utf-8", "surrogateescape") + b"\n")
+            await self._wire.write(data, b"\n")
         except OSError as exc:  # the client has gone: what the SDK expects from a closed stream
             raise anyio.BrokenResourceError from exc
 
@@ -188,8 +190,9 @@ class PipeWire:
             except asyncio.IncompleteReadError:
                 return
 
-    async def write(self, data: bytes) -> None:
-        self._writer.write(data)  # whole lines, so replies never interleave with the SDK's
+    async def write(self, *parts: bytes) -> None:
+        for part in parts:  # no await in between: lines never interleave
+            self._writer.write(part)
         await self._writer.drain()
 
 
@@ -214,12 +217,13 @@ class ThreadWire:
                     raise LineTooLong
         return line
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, *parts: bytes) -> None:
         async with self._lock:
-            await anyio.to_thread.run_sync(self._write, data)
+            await anyio.to_thread.run_sync(self._write, parts)
 
-    def _write(self, data: bytes) -> None:
-        self._stdout.write(data)
+    def _write(self, parts: tuple[bytes, ...]) -> None:
+        for part in parts:
+            self._stdout.write(part)
         self._stdout.flush()
 
 
