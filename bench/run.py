@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -43,6 +43,7 @@ INIT = {
     "clientInfo": {"name": "bench", "version": "1"},
 }
 INCUMBENT_VENV = ROOT / "bench" / ".venvs" / "mcp-grok"
+T = TypeVar("T")
 
 
 @dataclass
@@ -158,11 +159,17 @@ async def timed(action: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def rotated(items: list[T], by: int) -> list[T]:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
 async def cold_starts(servers: list[Server], env: dict[str, str], reps: int) -> dict[str, list[float]]:
-    """Spawn to ``initialize`` reply, taking the servers in turn so that machine noise hits all alike."""
+    """Spawn to ``initialize`` reply, taking the servers in turn (the order rotating each round, so
+    that neither machine noise nor the previous server's exit favours one)."""
     times: dict[str, list[float]] = {server.name: [] for server in servers}
-    for _ in range(reps):
-        for server in servers:
+    for round_ in range(reps):
+        for server in rotated(servers, round_):
             started = time.perf_counter()
             peer = await Peer.start(server.command, env)
             times[server.name].append((time.perf_counter() - started) * 1000)
@@ -173,7 +180,8 @@ async def cold_starts(servers: list[Server], env: dict[str, str], reps: int) -> 
 async def in_turn(
     servers: list[Server], env: dict[str, str], reps: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
-    """Per-call and large-response times, one call per server in turn, so noise hits all alike."""
+    """Per-call and large-response times, one call per server in turn (the order rotating each
+    round), so noise hits all alike."""
     peers = {server.name: await Peer.start(server.command, env) for server in servers}
     out: dict[str, dict[str, Any]] = {
         name: {"per call (ms)": [], "~1 MiB response (ms)": []} for name in peers
@@ -186,8 +194,8 @@ async def in_turn(
             ("per call (ms)", "ok", reps["calls"]),
             ("~1 MiB response (ms)", "big1024", reps["large"]),
         ):
-            for _ in range(count):
-                for server, peer in peers.items():
+            for round_ in range(count):
+                for server, peer in rotated(list(peers.items()), round_):
                     out[server][figure].append(await timed(lambda p=peer, n=name: p.call(scenario(n))))  # type: ignore[misc]
     finally:
         for peer in peers.values():

@@ -22,6 +22,8 @@ Tokens that pick an upstream verdict: ``used-up-token`` (403 ``used_up``), ``dis
 ``other-service-token`` (400 ``token_mismatched``); no Authorization header gives 400 ``no_token``.
 
 A request whose ``user`` is ``scenario:<name>`` gets that scenario instead, whatever the URL.
+It also serves as a forward proxy for ``http://`` URLs (a request naming the whole URL), so a
+test can check that a proxy from the environment is used.
 
 Every request is recorded (path, headers, body) and every dropped connection is noted, so tests
 can assert what reached upstream and that a cancelled call closed its connection.
