@@ -408,7 +408,7 @@ async def main() -> None:
         {"cold": 2, "warmup": 3, "calls": 20, "concurrency": 1, "large": 2, "stream": 2}
         | {"pipelined": 50, "rounds": 1, "soak": 100}
         if args.quick
-        else {"cold": 20, "warmup": 30, "calls": 300, "concurrency": 5, "large": 15, "stream": 10}
+        else {"cold": 40, "warmup": 30, "calls": 300, "concurrency": 5, "large": 15, "stream": 10}
         | {"pipelined": 200, "rounds": 5, "soak": 2000}
     )
     bin_dir = Path(sys.executable).parent

@@ -119,10 +119,11 @@ def nested(depth: int) -> str:
         ('{"jsonrpc":"2.0","id":12,"method":"ping","params":{"n":' + "9" * 5000 + "}}", -32700, None),
         (call(13, '{"messages":[{"role":"user","content":"x","extra":' + nested(300) + "}]}"), None, 13),
         (call(14, '{"messages":[{"role":"user","content":"x","extra":' + nested(5000) + "}]}"), -32700, None),
+        (b'{"jsonrpc":"2.0","id":15,"method":"ping","params":{"x":"\xff"}}', -32700, None),  # not UTF-8
     ],
 )
 def test_malformed_input_gets_a_reply_and_the_server_lives_on(
-    raw: Raw, line: str, code: int | None, request_id: Any
+    raw: Raw, line: str | bytes, code: int | None, request_id: Any
 ) -> None:
     raw.send(line)
     reply = raw.receive()
