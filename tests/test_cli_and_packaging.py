@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -172,3 +173,23 @@ def test_readme_config_snippets_launch_the_installed_server() -> None:
         assert Path(server["command"]).exists() or not (ROOT / ".venv").exists()
         assert server["args"] == []
         assert "ACEDATACLOUD_API_TOKEN" in server["env"]
+
+
+def test_start_up_defers_garbage_collection_and_restores_it() -> None:
+    """The collector is off while the SDK is imported and the server built, then as it was."""
+    from grok_chat_mcp.cli import collecting_later
+
+    assert gc.isenabled()
+    with collecting_later():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collecting_later():
+            pass
+        assert not gc.isenabled()  # a host that turned it off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), collecting_later():
+        raise RuntimeError("start-up failed")
+    assert gc.isenabled()
