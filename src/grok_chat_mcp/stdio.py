@@ -85,13 +85,26 @@ def error_reply(request_id: str | int | None, code: int, message: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-class Incoming:
-    """The SDK's read stream, read straight off the wire: valid messages only; the others are
-    answered here. No reader task and no memory stream between the pipe and the SDK's session."""
+class _WireStream:
+    """What both stream objects share: the wire, and closing (after which they refuse to work)."""
 
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
         self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class Incoming(_WireStream):
+    """The SDK's read stream, read straight off the wire: valid messages only; the others are
+    answered here. No reader task and no memory stream between the pipe and the SDK's session."""
 
     async def receive(self) -> SessionMessage | Exception:
         while True:
@@ -124,23 +137,10 @@ class Incoming:
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
-    async def aclose(self) -> None:
-        self._closed = True
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-class Outgoing:
+class Outgoing(_WireStream):
     """The SDK's write stream, written straight onto the wire: one whole line per message, so
     concurrent replies never interleave. No writer task and no memory stream in between."""
-
-    def __init__(self, wire: Wire) -> None:
-        self._wire = wire
-        self._closed = False
 
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
@@ -152,15 +152,6 @@ class Outgoing:
             await self._wire.write(data, b"\n")
         except OSError as exc:  # the client has gone: what the SDK expects from a closed stream
             raise anyio.BrokenResourceError from exc
-
-    async def aclose(self) -> None:
-        self._closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class PipeWire:
