@@ -17,6 +17,7 @@ from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import TOOL_NAME, build_server
 from tests.conftest import HELLO, TOKEN, completion, text_of
+from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -261,3 +262,17 @@ async def test_json_string_arguments_from_clients_are_accepted(
     result = await mcp.call_tool(TOOL_NAME, {"messages": json.dumps(HELLO)})
     assert not result.is_error
     assert json.loads(route.calls.last.request.content)["messages"] == HELLO
+
+
+async def test_a_tool_call_goes_through_the_proxy_the_environment_names(
+    stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the MCP client: the pooled transport the call takes is the proxy's."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
+    settings = Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool(TOOL_NAME, {"messages": HELLO})
+    assert not result.is_error, text_of(result)
+    assert stand_in.requests[0].path == "http://grok.invalid/ok/grok/chat/completions"
