@@ -238,3 +238,116 @@ class StreamAssembler:
 
 def _has_numbers(usage: dict[str, Any]) -> bool:
     return any(isinstance(v, int | float) and not isinstance(v, bool) and v for v in usage.values())
+
+
+# Interim adapter (replaced by upstream/sse.py): bytes in, chat.completion out.
+import codecs  # noqa: E402
+import json  # noqa: E402
+
+
+class StreamError(Exception):
+    """The event stream cannot be relayed."""
+
+
+class TooLarge(StreamError):
+    """A line or the assembled answer passed its bound."""
+
+
+class BadEvent(StreamError):
+    """An event that is not JSON; ``data`` holds it."""
+
+    def __init__(self, data: str) -> None:
+        super().__init__("non-JSON event")
+        self.data = data
+
+
+class UpstreamEvent(StreamError):
+    """An error sent inside the stream; ``data`` holds it."""
+
+    def __init__(self, data: str) -> None:
+        super().__init__("error event")
+        self.data = data
+
+
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values() if isinstance(item, dict | list))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+    return False
+
+
+class CompletionStream:
+    def __init__(
+        self, *, max_line_chars: int = 4 * 1024 * 1024, max_assembled_chars: int = 16 * 1024 * 1024
+    ) -> None:
+        self._split = LineSplitter(max_line_chars)
+        self._text = codecs.getincrementaldecoder("utf-8")("replace")
+        self._decoder = SSEDecoder()
+        self._assembler = StreamAssembler()
+        self._max = max_assembled_chars
+        self.done = False
+
+    @property
+    def chars(self) -> int:
+        return self._assembler.chars
+
+    @property
+    def chunks(self) -> int:
+        return self._assembler.chunks
+
+    def feed(self, data: bytes) -> str:
+        try:
+            lines = self._split.feed(self._text.decode(data))
+        except LineTooLong as exc:
+            raise TooLarge(str(exc)) from None
+        return self._lines(lines)
+
+    def close(self) -> None:
+        self._lines(self._split.feed(self._text.decode(b"", final=True)) + self._split.flush())
+        if not self.done:
+            data = self._decoder.flush()
+            if data is not None:
+                self._event(data)
+
+    def _lines(self, lines: list[str]) -> str:
+        out: list[str] = []
+        for line in lines:
+            if self.done:
+                break
+            data = self._decoder.feed(line)
+            if data is not None:
+                out.append(self._event(data))
+        return "".join(out)
+
+    def _event(self, data: str) -> str:
+        if data.strip() == DONE:
+            self.done = True
+            return ""
+        if self._decoder.event == "error":
+            raise UpstreamEvent(data)
+        try:
+            chunk = json.loads(data, parse_constant=lambda _: None)
+        except (ValueError, RecursionError):
+            raise BadEvent(data) from None
+        if too_deep(chunk):
+            raise BadEvent(data)
+        if not isinstance(chunk, dict):
+            return ""
+        if "error" in chunk and "choices" not in chunk:
+            raise UpstreamEvent(data)
+        text = self._assembler.add(chunk)
+        if self._assembler.size > self._max:
+            raise TooLarge(f"the streamed answer passed {self._max:,} characters")
+        return text
+
+    def result(self) -> dict[str, Any]:
+        return self._assembler.result()

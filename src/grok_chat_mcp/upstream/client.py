@@ -1,0 +1,311 @@
+"""The AceDataCloud Grok client: one pooled httpx client, safe retries, bounded reading, errors.
+
+Everything upstream sends is bounded: the decoded body, each event-stream line, the assembled
+completion, the error body that is read, and the whole call (``GROK_CALL_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import anyio
+import httpx
+import pydantic_core
+
+from grok_chat_mcp import __version__
+from grok_chat_mcp.config import Settings
+from grok_chat_mcp.errors import MAX_ERROR_BODY, GrokError, excerpt, from_response, missing_token
+from grok_chat_mcp.request import GrokRequest
+from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
+from grok_chat_mcp.stream import BadEvent, CompletionStream, StreamError, TooLarge, UpstreamEvent, too_deep
+
+logger = logging.getLogger(__name__)
+
+#: Nothing was generated for these, so a retry cannot bill twice.
+RETRY_STATUSES = frozenset({429, 500, 502, 503})
+RETRY_AFTER_CAP = 30.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+#: Upstream connections: one per call in flight (a streamed call holds its connection for minutes).
+LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=64, keepalive_expiry=60)
+
+#: Deepest JSON nesting accepted from upstream (a completion is a few levels deep).
+MAX_DEPTH = 64
+
+OnText = Callable[[str], Awaitable[None]]
+
+
+def make_http_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The process-wide pooled client."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        limits=LIMITS,
+        headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
+        transport=transport,
+        trust_env=True,
+    )
+
+
+class GrokClient:
+    """Sends chat-completion requests to ``POST {base}/grok/chat/completions``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._sleep = sleep
+        self._url = httpx.URL(settings.endpoint)
+
+    @property
+    def api_token(self) -> str | None:
+        """The configured token (a call may bring its own)."""
+        return self._settings.api_token
+
+    async def complete(
+        self, request: GrokRequest, token: str | None = None, on_text: OnText | None = None
+    ) -> dict[str, Any]:
+        """Run one completion (streamed if ``request.stream``); return the ``chat.completion``.
+
+        ``token`` overrides the configured one; ``on_text`` receives streamed text as it arrives.
+        Raises :class:`GrokError`.
+        """
+        if self._settings.problem:
+            raise GrokError(
+                "Configuration error",
+                f"{self._settings.problem}.",
+                "Set it in the MCP client's env block for this server, then restart the server.",
+            )
+        token = token or self._settings.api_token
+        if not token:
+            raise missing_token()
+        body = pydantic_core.to_json(dict(request.payload), inf_nan_mode="null")
+        headers = {
+            "authorization": f"Bearer {token}",
+            "content-type": "application/json",
+            "accept": "text/event-stream" if request.stream else "application/json",
+        }
+        call = _Call(
+            self._http.build_request("POST", self._url, content=body, headers=headers),
+            Secrets((token, self._settings.api_token)),
+            request.model,
+            on_text,
+        )
+        self._http.cookies.clear()  # no cookie an upstream sets is ever sent back
+        started = time.perf_counter()
+        result: dict[str, Any] | None = None
+        try:
+            with anyio.move_on_after(self._settings.call_timeout):
+                result = await self._send_with_retries(call)
+            if result is None:
+                raise self._deadline_error(call.attempt)
+        except GrokError as exc:
+            logger.warning("grok call failed after %.2fs: %s", time.perf_counter() - started, exc.category)
+            raise
+        logger.info("grok call ok in %.2fs (model %s)", time.perf_counter() - started, result.get("model"))
+        return result
+
+    async def _send_with_retries(self, call: _Call) -> dict[str, Any]:
+        retries = self._settings.max_retries
+        for attempt in range(1, retries + 2):
+            call.attempt = attempt
+            try:
+                response = await self._http.send(call.request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if attempt <= retries:
+                    await self._backoff(attempt, None, f"connection failure ({type(exc).__name__})")
+                    continue
+                raise self._network_error(exc, attempt) from None
+            except httpx.TimeoutException:
+                raise self._timeout_error(attempt) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._network_error(exc, attempt) from None
+            try:
+                if response.status_code in RETRY_STATUSES and attempt <= retries:
+                    await response.aclose()
+                    await self._backoff(
+                        attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}"
+                    )
+                    continue
+                return await self._read(response, call)
+            finally:
+                await response.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _backoff(self, attempt: int, retry_after: str | None, reason: str) -> None:
+        delay = _retry_after_seconds(retry_after)
+        if delay is None:
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+        logger.info("retrying after %s in %.2fs (attempt %d)", reason, delay, attempt + 1)
+        await self._sleep(delay)
+
+    async def _read(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            if status >= 400:
+                body = await read_body(response, MAX_ERROR_BODY, truncate=True)
+                raise from_response(status, body, call.attempt, call.secrets, call.model)
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                return await self._read_stream(response, call)
+            body = await read_body(response, MAX_RESPONSE_BYTES)
+            return _completion(body, status, call)
+        except Unreadable as exc:
+            raise GrokError(
+                "Unexpected response",
+                f"{exc}.",
+                "This usually comes from a proxy in front of the API; check ACEDATACLOUD_API_BASE_URL.",
+                status=status,
+                attempts=call.attempt,
+            ) from None
+        except httpx.TimeoutException:
+            raise self._timeout_error(call.attempt) from None
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc, call.attempt) from None
+
+    async def _read_stream(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
+        stream = CompletionStream()
+        try:
+            async for piece in decoded(response):
+                text = stream.feed(piece)
+                if text and call.on_text is not None:
+                    await call.on_text(text)
+                if stream.done:
+                    return stream.result()
+            stream.close()
+        except StreamError as exc:
+            raise _stream_failure(exc, call) from None
+        except httpx.TimeoutException:
+            raise _truncated(stream, "no data arrived within the read timeout", call.attempt) from None
+        except httpx.HTTPError as exc:
+            raise _truncated(stream, f"the connection broke ({type(exc).__name__})", call.attempt) from None
+        if stream.done:
+            return stream.result()
+        raise _truncated(stream, "the stream ended without data: [DONE]", call.attempt)
+
+    def _timeout_error(self, attempt: int) -> GrokError:
+        return GrokError(
+            "Timeout",
+            f"no answer from upstream within {self._settings.timeout:g}s (GROK_REQUEST_TIMEOUT).",
+            "The generation may still have been billed, so it was not retried. Raise GROK_REQUEST_TIMEOUT, "
+            "lower max_completion_tokens, or use stream: true for long answers.",
+            attempts=attempt,
+        )
+
+    def _deadline_error(self, attempt: int) -> GrokError:
+        return GrokError(
+            "Timeout",
+            f"the call did not finish within {self._settings.call_timeout:g}s (GROK_CALL_TIMEOUT), "
+            "counting every attempt and wait; the upstream request was aborted.",
+            "The generation may still have been billed. Raise GROK_CALL_TIMEOUT, lower "
+            "max_completion_tokens, or ask for less.",
+            attempts=attempt,
+        )
+
+    def _network_error(self, exc: Exception, attempt: int) -> GrokError:
+        host = httpx.URL(self._settings.base_url).host
+        reason = " ".join((str(exc) or type(exc).__name__).split())
+        where = f"could not reach {host}" if isinstance(exc, httpx.ConnectError) else f"connection to {host} failed"
+        return GrokError(
+            "Network error",
+            f"{where}: {reason[:300]}.",
+            "Check the network connection, proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) and "
+            "ACEDATACLOUD_API_BASE_URL.",
+            attempts=attempt,
+        )
+
+
+class _Call:
+    """One call's request and what its error messages need."""
+
+    __slots__ = ("attempt", "model", "on_text", "request", "secrets")
+
+    def __init__(self, request: httpx.Request, secrets: Secrets, model: str, on_text: OnText | None) -> None:
+        self.request = request
+        self.secrets = secrets
+        self.model = model
+        self.on_text = on_text
+        self.attempt = 1
+
+
+def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
+    try:
+        data = json.loads(body, parse_constant=lambda _: None)
+    except (ValueError, RecursionError):
+        data = None
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data, MAX_DEPTH):
+        data = None  # deeper than any completion: refused, like non-JSON
+    if not isinstance(data, dict):
+        raise GrokError(
+            "Unexpected response",
+            "upstream answered with a body that is not a JSON object: "
+            + excerpt(call.secrets.redact(body[:8192].decode("utf-8", "replace"))),
+            "This usually comes from a proxy in front of the API; check ACEDATACLOUD_API_BASE_URL.",
+            status=status,
+            attempts=call.attempt,
+        )
+    if "error" in data and "choices" not in data:
+        error = from_response(status, body, call.attempt, call.secrets, call.model)
+        error.category = "Upstream error"
+        raise error
+    return data
+
+
+def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
+    if isinstance(exc, UpstreamEvent):
+        error = from_response(500, exc.data[:MAX_ERROR_BODY].encode(), call.attempt, call.secrets, call.model)
+        if error.detail.startswith("non-JSON body: "):  # event: error with a plain-text message
+            error.detail = excerpt(call.secrets.redact(exc.data[:8192]))
+        error.category, error.status = "Upstream error (in the stream)", None
+        return error
+    if isinstance(exc, BadEvent):
+        return GrokError(
+            "Upstream error",
+            "the event stream carried a non-JSON event: " + excerpt(call.secrets.redact(exc.data[:8192])),
+            "Try again, or call without stream.",
+            status=200,
+            attempts=call.attempt,
+        )
+    return GrokError(
+        "Response too large",
+        f"{exc}; the call was stopped.",
+        "Ask for less (max_completion_tokens), or check ACEDATACLOUD_API_BASE_URL if this is not the real API.",
+        attempts=call.attempt,
+    )
+
+
+def _truncated(stream: CompletionStream, why: str, attempt: int) -> GrokError:
+    return GrokError(
+        "Stream interrupted",
+        f"{why}; {stream.chars} characters had arrived in {stream.chunks} chunks. "
+        "The partial answer was discarded.",
+        "Call again; the generation may have been billed.",
+        attempts=attempt,
+    )
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, min(RETRY_AFTER_CAP, seconds))
