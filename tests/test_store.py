@@ -27,6 +27,7 @@ from grok_chat_mcp.store import (
     Limits,
     Store,
     StoreError,
+    Unavailable,
     UnknownConversation,
     new_id,
     open_store,
@@ -105,17 +106,16 @@ async def make(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         await client.aclose()
 
     def factory(
-        limits: Limits | None = None, clock: Callable[[], float] | None = None, **extra: Any
+        limits: Limits | None = None, clock: Callable[[], float] | None = None, poll_interval: float = POLL
     ) -> Store:
-        limits = limits or Limits()
-        clock = clock or Clock()
+        limits, clock = limits or Limits(), clock or Clock()
         store: Store
         if kind == "memory":
             store = MemoryStore(limits, clock)
         elif kind == "sqlite":
-            store = SQLiteStore(tmp_path / "conversations.db", limits, clock, poll_interval=POLL, **extra)
+            store = SQLiteStore(tmp_path / "conversations.db", limits, clock, poll_interval=poll_interval)
         else:
-            store = RedisStore.from_url(url, limits, clock, poll_interval=extra.get("poll_interval", POLL))
+            store = RedisStore.from_url(url, limits, clock, poll_interval=poll_interval)
         made.append(store)
         return store
 
@@ -407,6 +407,39 @@ async def test_wait_returns_when_the_call_finishes(make: Factory) -> None:
     assert [(c.running, c.answer) for c in seen] == [(False, answer("a"))]
 
 
+async def test_wait_wakes_on_this_process_finish_without_polling(make: Factory) -> None:
+    store = make(poll_interval=60.0)
+    cid, _ = await store.begin(ALICE, None, [user("q")])
+    seen: list[Conversation] = []
+
+    async def collect() -> None:
+        seen.append(await store.wait(ALICE, cid, 60.0))
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect)
+            await anyio.sleep(3 * POLL)
+            await store.finish(cid, [user("q")], reply("a"), answer("a"))
+    assert seen[0].answer == answer("a")
+
+
+async def test_concurrent_waiters_all_wake(make: Factory) -> None:
+    store = make(poll_interval=60.0)
+    cid, _ = await store.begin(ALICE, None, [user("q")])
+    seen: list[Conversation] = []
+
+    async def collect() -> None:
+        seen.append(await store.wait(ALICE, cid, 60.0))
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(collect)
+            await anyio.sleep(3 * POLL)
+            await store.finish(cid, [user("q")], reply("a"), answer("a"))
+    assert [c.answer for c in seen] == [answer("a")] * 3
+
+
 async def test_wait_returns_when_the_call_fails(make: Factory) -> None:
     store = make()
     cid, _ = await store.begin(ALICE, None, [user("q")])
@@ -511,6 +544,13 @@ def test_open_store_refuses_anything_else(bad: str) -> None:
         open_store(bad)
     assert "\n" not in str(refused.value)
     assert "pw" not in str(refused.value)
+
+
+def test_open_store_reports_an_unusable_sqlite_path(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ValueError, match="GROK_STORE: cannot open") as refused:
+        open_store(f"sqlite://{tmp_path}/file/c.db")
+    assert "\n" not in str(refused.value)
 
 
 # SQLite
@@ -664,6 +704,20 @@ async def test_redis_wait_falls_back_to_polling(redis_url: str) -> None:
     finally:
         await store.aclose()
         await raw.aclose()
+
+
+async def test_redis_down_is_a_store_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    store = open_store(f"redis://127.0.0.1:{port}/0")
+    assert store is not None
+    try:
+        with anyio.fail_after(GUARD), pytest.raises(Unavailable, match="store is unavailable") as refused:
+            await store.begin(ALICE, None, [user("q")])
+        assert "\n" not in str(refused.value)
+    finally:
+        await store.aclose()
 
 
 async def test_redis_keys_expire_and_hold_no_token(redis_url: str) -> None:

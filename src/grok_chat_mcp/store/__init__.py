@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from grok_chat_mcp.store._base import (
     Limits,
     Store,
     StoreError,
+    Unavailable,
     UnknownConversation,
     new_id,
     owner_of,
@@ -28,6 +30,7 @@ __all__ = [
     "Limits",
     "Store",
     "StoreError",
+    "Unavailable",
     "UnknownConversation",
     "new_id",
     "open_store",
@@ -65,7 +68,10 @@ def open_store(
         path = value[len("sqlite://") :] if value.lower().startswith("sqlite://") else ""
         if not path.startswith("/") or path == "/":
             raise ValueError(f"GROK_STORE: use sqlite:///absolute/path/to/file.db, got {url!r}")
-        return SQLiteStore(path, limits, clock, poll_interval=poll_interval)
+        try:
+            return SQLiteStore(path, limits, clock, poll_interval=poll_interval)
+        except (OSError, sqlite3.Error) as exc:
+            raise ValueError(f"GROK_STORE: cannot open {path}: {exc}") from exc
     if scheme in ("redis", "rediss"):
         from grok_chat_mcp.store.redis import RedisStore
 

@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +95,16 @@ class Busy(StoreError):
 
 class LimitExceeded(StoreError):
     """A bound would be passed; the message says which and what to do instead."""
+
+
+class Unavailable(StoreError):
+    """The backend failed (Redis unreachable, disk full...); the cause is chained."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"the conversation store is unavailable ({type(cause).__name__}); try again later, or send "
+            "the full history in messages without conversation_id"
+        )
 
 
 def too_large(conversation_id: str | None, size: int, limit: int) -> LimitExceeded:
@@ -279,34 +290,37 @@ class Record:
 
 
 class Signals:
-    """In-process wake-ups for :meth:`Store.wait`: one event per conversation someone waits on."""
+    """In-process wake-ups for :meth:`Store.wait`, for the conversations someone is waiting on."""
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[anyio.Event, int]] = {}
+        self._events: dict[str, anyio.Event] = {}
+        self._listeners: dict[str, int] = {}
+
+    @contextmanager
+    def listening(self, conversation_id: str) -> Iterator[None]:
+        """While inside, :meth:`event` gives events that :meth:`fire` sets."""
+        self._listeners[conversation_id] = self._listeners.get(conversation_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._listeners.pop(conversation_id) - 1
+            if left:
+                self._listeners[conversation_id] = left
+            else:
+                self._events.pop(conversation_id, None)
+
+    def event(self, conversation_id: str) -> anyio.Event:
+        """The event the next :meth:`fire` sets (call inside :meth:`listening`)."""
+        return self._events.setdefault(conversation_id, anyio.Event())
 
     def fire(self, conversation_id: str) -> None:
-        entry = self._events.pop(conversation_id, None)
-        if entry is not None:
-            entry[0].set()
+        event = self._events.pop(conversation_id, None)
+        if event is not None:
+            event.set()
 
     def fire_all(self) -> None:
         for conversation_id in list(self._events):
             self.fire(conversation_id)
-
-    async def sleep(self, conversation_id: str, seconds: float) -> None:
-        """Return when ``conversation_id`` is fired, or after ``seconds``."""
-        event, waiters = self._events.get(conversation_id) or (anyio.Event(), 0)
-        self._events[conversation_id] = (event, waiters + 1)
-        try:
-            with anyio.move_on_after(max(seconds, 0.0)):
-                await event.wait()
-        finally:
-            entry = self._events.get(conversation_id)
-            if entry is not None and entry[0] is event:
-                if entry[1] <= 1:
-                    del self._events[conversation_id]
-                else:
-                    self._events[conversation_id] = (event, entry[1] - 1)
 
 
 async def wait_polling(
@@ -318,13 +332,20 @@ async def wait_polling(
     poll_interval: float,
     busy: Callable[[str], Awaitable[bool]],
 ) -> Conversation:
-    """``Store.wait`` for stores other processes write: wake on a local signal, else re-check."""
-    conversation = await store.get(owner, conversation_id)
-    if not conversation.running:
-        return conversation
-    deadline = anyio.current_time() + seconds
-    while (remaining := deadline - anyio.current_time()) > 0:
-        await signals.sleep(conversation_id, min(remaining, poll_interval))
-        if not await busy(conversation_id):
-            break
+    """``Store.wait`` for a store other processes may write: wake on a local signal, else re-check.
+
+    The event is taken before the first read, so a ``finish`` in between is not missed.
+    """
+    with signals.listening(conversation_id):
+        event = signals.event(conversation_id)
+        conversation = await store.get(owner, conversation_id)
+        if not conversation.running:
+            return conversation
+        deadline = anyio.current_time() + seconds
+        while (remaining := deadline - anyio.current_time()) > 0:
+            with anyio.move_on_after(min(remaining, poll_interval)):
+                await event.wait()
+            event = signals.event(conversation_id)
+            if not await busy(conversation_id):
+                break
     return await store.get(owner, conversation_id)

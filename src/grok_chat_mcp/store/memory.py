@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from grok_chat_mcp.store._base import (
     Busy,
     Conversation,
@@ -104,10 +106,12 @@ class MemoryStore:
         return record.view(now, self._limits)
 
     async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
-        conversation = await self.get(owner, conversation_id)
-        if conversation.running:
-            await self._signals.sleep(conversation_id, timeout)
+        with self._signals.listening(conversation_id):
             conversation = await self.get(owner, conversation_id)
+            if conversation.running:
+                with anyio.move_on_after(timeout):
+                    await self._signals.event(conversation_id).wait()
+                conversation = await self.get(owner, conversation_id)
         return conversation
 
     async def aclose(self) -> None:

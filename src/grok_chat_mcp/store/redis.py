@@ -9,12 +9,14 @@ from typing import Any
 
 import anyio
 import redis.asyncio
+import redis.exceptions
 
 from grok_chat_mcp.store._base import (
     Busy,
     Conversation,
     Limits,
     Record,
+    Unavailable,
     UnknownConversation,
     dumps,
     json_size,
@@ -256,7 +258,10 @@ class RedisStore:
             limits.max_conversation_bytes,
             int(key_ttl * 1000),
         )
-        return await self._scripts[name](keys=[self._prefix + "index"], args=[*common, *args])
+        try:
+            return await self._scripts[name](keys=[self._prefix + "index"], args=[*common, *args])
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
 
     async def begin(
         self, owner: str, conversation_id: str | None, new_messages: list[dict[str, Any]]
@@ -330,6 +335,8 @@ class RedisStore:
                 if remaining <= 0:
                     break
                 await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, self._poll))
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -21,6 +21,7 @@ from grok_chat_mcp.store._base import (
     Limits,
     Record,
     Signals,
+    Unavailable,
     UnknownConversation,
     dumps,
     new_id,
@@ -105,7 +106,10 @@ class SQLiteStore:
     # The transactions, each run in a worker thread.
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+        try:
+            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+        except sqlite3.Error as exc:
+            raise Unavailable(exc) from exc
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
