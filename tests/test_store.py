@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -596,6 +597,14 @@ async def test_sqlite_files_are_owner_only(tmp_path: Path) -> None:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
     await store.aclose()
+
+
+def test_sqlite_refuses_a_file_from_a_newer_release(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ValueError, match="schema version 99"):
+        open_store(f"sqlite://{path}")
 
 
 async def test_sqlite_tightens_an_existing_file(tmp_path: Path) -> None:

@@ -73,7 +73,12 @@ def open_store(
         except (OSError, sqlite3.Error) as exc:
             raise ValueError(f"GROK_STORE: cannot open {path}: {exc}") from exc
     if scheme in ("redis", "rediss"):
-        from grok_chat_mcp.store.redis import RedisStore
+        try:
+            from grok_chat_mcp.store.redis import RedisStore
+        except ImportError as exc:
+            raise ValueError(
+                "GROK_STORE: a redis:// store needs the redis package: pip install 'grok-chat-mcp[redis]'"
+            ) from exc
 
         return RedisStore.from_url(value, limits, clock, poll_interval=poll_interval)
     shown = url if "@" not in url else scheme + "://..."

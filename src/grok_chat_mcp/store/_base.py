@@ -205,11 +205,17 @@ class Store(Protocol):
         ...
 
     async def get(self, owner: str, conversation_id: str) -> Conversation:
-        """The conversation; :class:`UnknownConversation` if it is not ``owner``'s or is gone."""
+        """The conversation, which counts as a use (LRU, TTL).
+
+        :class:`UnknownConversation` if it is not ``owner``'s, or is unknown, expired or evicted.
+        """
         ...
 
     async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
-        """The conversation once it is not running, or after ``timeout`` seconds (still running)."""
+        """The conversation once it is not running, or after ``timeout`` seconds (still running).
+
+        Raises :class:`UnknownConversation` as :meth:`get` does, also if it is evicted meanwhile.
+        """
         ...
 
     async def aclose(self) -> None:

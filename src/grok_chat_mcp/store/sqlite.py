@@ -32,6 +32,7 @@ from grok_chat_mcp.store._base import (
 
 T = TypeVar("T")
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -101,7 +102,14 @@ class SQLiteStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            self._db.close()
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is not {SCHEMA_VERSION}: a newer release wrote it"
+            )
         self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # The transactions, each run in a worker thread.
 
