@@ -21,7 +21,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import METHOD_NOT_FOUND, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from grok_chat_mcp import __version__, models
+from grok_chat_mcp import __version__
+from grok_chat_mcp.capabilities import Table, image_models, models_phrase
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError, InvalidArguments, redact, redact_json
 from grok_chat_mcp.images import inline_local_images
@@ -35,10 +36,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOOL_NAME = "grok_chat_completions"
-TOOL_DESCRIPTION = """Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
+TOOL_DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
 chat.completion back.
-Use it to chat or reason with Grok (grok-4 by default; grok-4.5, grok-3), to understand images (grok-4 \
-and grok-4.5 take image_url parts: https, data: or a local JPEG/PNG path), and for function calling \
+Use it to chat or reason with Grok ({models_phrase()}), to understand images ({", ".join(image_models())} \
+take image_url parts: https, data: or a local JPEG/PNG path), and for function calling \
 (tools / tool_choice). Arguments a model rejects are not sent; the result's notes say which. With \
 stream: true, progress notifications show the text as it arrives; the result is the same."""
 #: Claude Code inlines results up to this many characters (default about 50,000) instead of saving
@@ -162,6 +163,8 @@ def build_server(
     ``progressToken``; without one no progress relay is started for the call.
     """
 
+    table = Table()  # what each model accepts, and what upstream taught this process
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         state = AppState(settings, transport)
@@ -176,13 +179,13 @@ def build_server(
         request = ctx.request_context
         try:
             chat, payload = parse_arguments((request.params or {}).get("arguments"))
-            refused = models.refusal(payload)
+            refused = table.refusal(chat.model, payload)
             if refused is not None:
                 raise InvalidArguments(refused)
             payload = await inline_local_images(payload, allowed=local_images)
         except InvalidArguments as exc:
             return _error(f"Invalid arguments:\n{exc}")
-        payload, notes = models.adapt(payload)
+        payload, notes = table.adapt(chat.model, payload)
         token = token_for(ctx) if token_for is not None else None
         meta = ctx.request_context.meta or {}
         wants_progress = not progress_needs_token or "progress_token" in meta or "progressToken" in meta
