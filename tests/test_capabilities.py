@@ -248,3 +248,16 @@ def test_models_table_renders_as_json() -> None:
     }
     assert {row["model"]: row["images"] for row in data}["grok-3"] == "unsure"
     assert EFFORTS == ("none", "low", "medium", "high", "xhigh")
+
+
+def test_the_stand_in_tells_the_same_truth() -> None:
+    from tests import upstream
+
+    assert set(upstream.MODELS) == set(CURRENT_MODELS)
+    for model in CURRENT_MODELS:
+        caps = lookup(model)
+        assert caps is not None
+        assert upstream.served_by(model) == (caps.served_by or model)
+        if caps.efforts is not None:
+            assert set(upstream.EFFORTS[model]) == caps.efforts
+    assert set(upstream.EFFORTS["grok-4.3"]) == lookup("grok-4.3").efforts  # type: ignore[union-attr]
