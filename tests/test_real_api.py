@@ -21,7 +21,7 @@ async def call(stand_in: Upstream, arguments: dict[str, Any], token: str = "tok-
         return await client.call_tool(TOOL_NAME, arguments)
 
 
-@pytest.mark.parametrize("model", ["grok-4", "grok-4.5", "grok-3"])
+@pytest.mark.parametrize("model", ["grok-4.7", "grok-4.5", "grok-4", "grok-3"])
 async def test_penalties_and_stop_on_reasoning_models_succeed_with_notes(
     stand_in: Upstream, model: str
 ) -> None:
@@ -46,25 +46,80 @@ async def test_the_same_arguments_sent_verbatim_get_the_real_400(stand_in: Upstr
     assert "Upstream does not serve grok-4-0709-unknown" in text_of(result)
 
 
-async def test_reasoning_effort_per_model(stand_in: Upstream) -> None:
-    result = await call(stand_in, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "medium"})
-    assert not result.is_error and "notes" not in result.structured_content
-    assert stand_in.requests[-1].body["reasoning_effort"] == "medium"
-    result = await call(stand_in, {"messages": HELLO, "reasoning_effort": "high"})
-    assert not result.is_error
-    assert result.structured_content["notes"][0].startswith("reasoning_effort was not sent: grok-4")
+@pytest.mark.parametrize(
+    ("model", "effort"),
+    [
+        ("grok-4.7", "low"),
+        ("grok-4.7", "xhigh"),
+        ("grok-4.5", "medium"),
+        ("grok-4", "none"),
+        ("grok-3", "high"),
+    ],
+)
+async def test_reasoning_effort_is_sent_where_the_model_takes_it(
+    stand_in: Upstream, model: str, effort: str
+) -> None:
+    result = await call(stand_in, {"messages": HELLO, "model": model, "reasoning_effort": effort})
+    assert not result.is_error, text_of(result)
+    assert "notes" not in result.structured_content or not any(
+        "reasoning_effort" in note for note in result.structured_content["notes"]
+    )
+    assert stand_in.requests[-1].body["reasoning_effort"] == effort
+
+
+async def test_xhigh_on_grok_4_5_gets_a_note_not_a_400(stand_in: Upstream) -> None:
+    result = await call(stand_in, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "xhigh"})
+    assert not result.is_error, text_of(result)
+    assert (
+        "reasoning_effort 'xhigh' not sent: grok-4.5 takes low, medium, high."
+        in result.structured_content["notes"]
+    )
+    assert "reasoning_effort" not in stand_in.requests[-1].body
+
+
+async def test_the_redirect_answers_with_grok_4_3(stand_in: Upstream) -> None:
+    result = await call(stand_in, {"messages": HELLO})
+    assert not result.is_error, text_of(result)
+    completion = result.structured_content["result"]
+    assert stand_in.requests[-1].body["model"] == "grok-4"
+    assert completion["model"] == "grok-4.3"
+    assert completion["usage"]["completion_tokens_details"] == {"reasoning_tokens": 20}
+    assert completion["usage"]["cost_in_usd_ticks"] == 37756000
+
+
+async def test_an_effort_the_redirect_rejects_is_upstreams_400(stand_in: Upstream) -> None:
+    # The table is unsure about effort on grok-4, so xhigh is sent; grok-4.3 answers with the old wording.
+    result = await call(stand_in, {"messages": HELLO, "reasoning_effort": "xhigh"})
+    assert result.is_error
+    assert "Argument not supported on this model: reasoningEffort" in text_of(result)
+    assert stand_in.requests[-1].body["reasoning_effort"] == "xhigh"
+
+
+async def test_the_stand_in_can_reject_what_the_table_believes_accepted(stand_in: Upstream) -> None:
+    stand_in.rejects["grok-4.7"] = {"reasoning_effort"}
+    result = await call(stand_in, {"messages": HELLO, "model": "grok-4.7", "reasoning_effort": "low"})
+    assert stand_in.requests[0].body["reasoning_effort"] == "low"  # the table believed it accepted
+    if result.is_error:  # without the self-correcting retry: upstream's 400, in the newer wording
+        assert "Model grok-4.7 does not support parameter reasoningEffort." in text_of(result)
+    else:  # with it: sent again without the argument, and the notes say so
+        assert "reasoning_effort" not in stand_in.requests[-1].body
+        assert any("reasoning_effort" in note for note in result.structured_content["notes"])
 
 
 @pytest.mark.parametrize(
-    "model", ["grok-2-vision", "grok-3-mini", "grok-4-1-fast", "grok-4-1-fast-non-reasoning"]
+    "model",
+    ["grok-2-vision", "grok-3-mini", "grok-4-1-fast", "grok-4-1-fast-non-reasoning", "grok-3-mini-latest"],
 )
-async def test_retired_models_say_so_with_the_current_list(stand_in: Upstream, model: str) -> None:
+async def test_retired_models_are_refused_locally_with_the_current_list(
+    stand_in: Upstream, model: str
+) -> None:
     result = await call(stand_in, {"messages": HELLO, "model": model})
     assert result.is_error
-    text = text_of(result)
-    assert text.startswith("Model not available (HTTP 400, bad_request): The model")
-    assert f"{model} was retired upstream on 2026-07-27. Use one of: grok-4, grok-4.5, grok-3" in text
-    assert "trace_id: trace-local-1" in text
+    assert text_of(result) == (
+        f"Invalid arguments:\nmodel: {model} was retired on AceDataCloud on 2026-07-27. "
+        "Use one of: grok-4.7, grok-4.5, grok-4, grok-3 (grok-4 is the default)."
+    )
+    assert stand_in.requests == []  # no request reached upstream
 
 
 async def test_name_on_a_system_message_is_not_sent(stand_in: Upstream) -> None:
@@ -104,10 +159,13 @@ async def test_acedatacloud_stream_is_assembled(stand_in: Upstream) -> None:
     assert completion["id"] == "foaicmpl-local"
     assert completion["object"] == "chat.completion"
     assert completion["choices"][0]["finish_reason"] == "stop"
+    assert completion["model"] == "grok-4.3"  # grok-4 is answered by grok-4.3
     assert completion["usage"] == {
         "prompt_tokens": 5,
         "completion_tokens": 7,
         "total_tokens": 12,
+        "completion_tokens_details": {"reasoning_tokens": 20},
+        "cost_in_usd_ticks": 37756000,
         "input_tokens": 5,
         "output_tokens": 7,
     }

@@ -12,7 +12,7 @@ HELLO = [{"role": "user", "content": "hi"}]
 PARAMETERS = {
     "messages", "model", "temperature", "top_p", "max_tokens", "stop", "seed", "user", "stream",
     "presence_penalty", "frequency_penalty", "reasoning_effort", "response_format", "tools", "tool_choice",
-    "max_completion_tokens", "parallel_tool_calls",
+    "max_completion_tokens", "parallel_tool_calls", "n", "logprobs", "top_logprobs", "conversation_id",
 }  # fmt: skip
 
 
@@ -20,7 +20,7 @@ def test_schema_is_flat_and_complete() -> None:
     schema = input_schema()
     assert schema["type"] == "object"
     assert set(schema["properties"]) == PARAMETERS
-    assert schema["required"] == ["messages"]
+    assert "required" not in schema  # parse_arguments enforces messages unless conversation_id collects
     assert schema["additionalProperties"] is False
     for name, prop in schema["properties"].items():
         assert prop.get("description"), name
@@ -42,7 +42,12 @@ def test_schema_constraints() -> None:
     assert props["max_tokens"] == {**props["max_tokens"], "type": "integer", "minimum": 1}
     for name in ("presence_penalty", "frequency_penalty"):
         assert (props[name]["minimum"], props[name]["maximum"]) == (-2, 2)
-    assert props["reasoning_effort"]["enum"] == ["low", "medium", "high"]
+    assert props["reasoning_effort"]["enum"] == ["none", "low", "medium", "high", "xhigh"]
+    assert (props["top_logprobs"]["minimum"], props["top_logprobs"]["maximum"]) == (0, 8)
+    assert props["n"]["minimum"] == 1 and props["logprobs"]["type"] == "boolean"
+    assert props["conversation_id"]["type"] == "string"
+    assert "not reasoning tokens" in props["max_completion_tokens"]["description"]
+    assert "Deprecated" in props["max_tokens"]["description"]
     assert props["response_format"]["properties"]["type"]["enum"] == ["text", "json_object", "json_schema"]
     assert props["tool_choice"]["anyOf"][0]["enum"] == ["none", "auto", "required"]
     assert props["stop"]["anyOf"][1]["maxItems"] == 4
@@ -95,7 +100,8 @@ def test_json_text_arguments_are_decoded() -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({}, "messages: required"),
+        ({}, "messages: required (unless conversation_id is given to collect an answer)"),
+        ({"model": "grok-4"}, "messages: required (unless conversation_id"),
         ({"messages": []}, "messages: expected at least 1 item(s), got 0"),
         ({"messages": "hello"}, "messages: input should be a valid list"),
         ({"messages": [{"role": "bot", "content": "x"}]}, "messages[0].role:"),
@@ -160,8 +166,25 @@ def test_json_text_arguments_are_decoded() -> None:
         ),
         (
             {"messages": HELLO, "reasoning_effort": "max"},
-            "reasoning_effort: input should be 'low', 'medium' or 'high'",
+            "reasoning_effort: input should be 'none', 'low', 'medium', 'high' or 'xhigh'",
         ),
+        ({"messages": HELLO, "top_logprobs": 9}, "top_logprobs: input should be less than or equal to 8"),
+        ({"messages": HELLO, "top_logprobs": -1}, "top_logprobs: input should be greater than or equal to 0"),
+        ({"messages": HELLO, "n": 0}, "n: input should be greater than or equal to 1"),
+        ({"messages": HELLO, "logprobs": "yes"}, "logprobs: input should be a valid boolean"),
+        ({"messages": HELLO, "conversation_id": 7}, "conversation_id: input should be a valid string"),
+        (
+            {"messages": HELLO, "logit_bias": {"50256": -100}},
+            "logit_bias: not supported upstream: Grok through AceDataCloud does not support token biases",
+        ),
+        ({"messages": HELLO, "web_search_options": {}}, "web_search_options: not supported upstream: no web"),
+        (
+            {"messages": HELLO, "search_parameters": {}},
+            "search_parameters: not supported upstream: xAI retired",
+        ),
+        ({"messages": HELLO, "modalities": ["audio"]}, "modalities: not supported upstream: Grok chat"),
+        ({"messages": HELLO, "audio": {}}, "audio: not supported upstream"),
+        ({"messages": HELLO, "prediction": {}}, "prediction: not supported upstream"),
         ({"messages": HELLO, "top_p": 0}, "top_p: input should be greater than 0 (got 0)"),
         ({"messages": HELLO, "seed": 2**31}, "seed: input should be less than or equal to 2147483647"),
         (
@@ -238,10 +261,32 @@ def test_many_errors_are_capped() -> None:
 
 def test_model_description_is_true_today() -> None:
     description = input_schema()["properties"]["model"]["description"]
-    for model in ("grok-4", "grok-4.5", "grok-3"):
+    for model in ("grok-4.7", "grok-4.5", "grok-4", "grok-3", "grok-4.6", "grok-4.3"):
         assert model in description
     assert "retired" in description
     assert "images" in description
+    effort = input_schema()["properties"]["reasoning_effort"]["description"]
+    assert "grok-4.5 low..high" in effort and "grok-4.3 none..high" in effort and "xhigh" in effort
+
+
+def test_the_new_fields_are_sent_as_given() -> None:
+    arguments = {"messages": HELLO, "n": 2, "logprobs": True, "top_logprobs": 8, "reasoning_effort": "xhigh"}
+    _, payload = parse_arguments(arguments)
+    assert payload == {"model": "grok-4", **arguments}
+
+
+def test_conversation_id_alone_collects_an_answer() -> None:
+    request, payload = parse_arguments({"conversation_id": "c-1"})
+    assert request.messages is None and request.conversation_id == "c-1"
+    assert payload == {"model": "grok-4", "conversation_id": "c-1"}
+    _, payload = parse_arguments({"conversation_id": "c-1", "messages": HELLO})
+    assert payload["messages"] == HELLO
+
+
+def test_a_call_without_messages_gets_one_line() -> None:
+    with pytest.raises(InvalidArguments) as caught:
+        parse_arguments({"temperature": 0.5})
+    assert str(caught.value) == "messages: required (unless conversation_id is given to collect an answer)"
 
 
 def test_huge_invalid_values_give_short_errors() -> None:

@@ -2,7 +2,9 @@
 
 It answers like the real API (the facts and their sources are in ``tests/README.md``): every request
 is checked as upstream checks it (token, model, the arguments each model rejects, ``name`` on
-non-user messages) and refused with the real error bodies; streams use AceDataCloud's documented
+non-user messages) and refused with the real error bodies; ``grok-4`` and ``grok-3`` are answered by
+grok-4.3 (the response's ``model`` says so); usage carries ``completion_tokens_details.reasoning_tokens``
+and ``cost_in_usd_ticks`` as xAI reports them; streams use AceDataCloud's documented
 format (spaced JSON, ``foaicmpl-`` ids, empty ``data:`` lines, zero usage on the finish chunk, then
 the real usage, with ``input_tokens``/``output_tokens``, on a last chunk with ``choices: []``).
 
@@ -27,6 +29,9 @@ test can check that a proxy from the environment is used.
 
 Every request is recorded (path, headers, body) and every dropped connection is noted, so tests
 can assert what reached upstream and that a cancelled call closed its connection.
+
+``Upstream.rejects`` adds arguments a model refuses (``{"grok-4.7": {"reasoning_effort"}}``), for a
+test of the self-correcting path: upstream rejecting what the capability table believes accepted.
 """
 
 from __future__ import annotations
@@ -42,15 +47,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SSE_WORDS = ["Hello", " from", " a", " streamed", " Grok", " answer", "."]
-#: What AceDataCloud serves (its OpenAPI spec's model enum).
-MODELS = ("grok-4", "grok-4.5", "grok-3")
-#: Every served model is a reasoning model now (grok-3 is grok-4.3 upstream): these are refused.
-REASONING_REJECTS = {
-    "presence_penalty": "presencePenalty",
-    "frequency_penalty": "frequencyPenalty",
-    "stop": "stop",
+#: What AceDataCloud serves (its chat-model enum, late 2026).
+MODELS = ("grok-4.7", "grok-4.5", "grok-4", "grok-3")
+#: Retired names xAI answers with another model (migration guide of 2026-05-15).
+SERVED_AS = {"grok-4": "grok-4.3", "grok-3": "grok-4.3"}
+#: Every served model is a reasoning model: these are refused.
+REASONING_REJECTS = ("presence_penalty", "frequency_penalty", "stop")
+EFFORTS = {
+    "grok-4.7": ("low", "medium", "high", "xhigh"),
+    "grok-4.5": ("low", "medium", "high"),
+    "grok-4.3": ("none", "low", "medium", "high"),
 }
-EFFORTS = {"grok-4.5": ("low", "medium", "high")}
+#: Models whose 400 uses the newer wording "Model X does not support parameter Y.".
+NEW_WORDING = ("grok-4.7", "grok-4.5")
 TOKEN_VERDICTS = {
     "used-up-token": (403, "used_up", "Your balance is used up, please recharge."),
     "disabled-token": (403, "disabled", "The token has been disabled."),
@@ -58,16 +67,20 @@ TOKEN_VERDICTS = {
     "bad-token": (401, "invalid_token", "The token is invalid."),
     "other-service-token": (400, "token_mismatched", "The token does not match this API."),
 }
-USAGE = {
+#: xAI's usage: reasoning tokens apart, and the cost in ticks (10^10 ticks = 1 USD; this is $0.0038).
+XAI_USAGE: dict[str, Any] = {
     "prompt_tokens": 5,
     "completion_tokens": 7,
     "total_tokens": 12,
-    "input_tokens": 5,
-    "output_tokens": 7,
+    "completion_tokens_details": {"reasoning_tokens": 20},
+    "cost_in_usd_ticks": 37756000,
 }
+#: AceDataCloud's stream usage adds ``input_tokens`` / ``output_tokens``.
+USAGE: dict[str, Any] = {**XAI_USAGE, "input_tokens": 5, "output_tokens": 7}
 
 
 def completion(model: str, content: str) -> dict[str, Any]:
+    """A ``chat.completion`` as upstream returns it; ``model`` is the one that answered."""
     return {
         "id": "chatcmpl-local",
         "object": "chat.completion",
@@ -76,12 +89,17 @@ def completion(model: str, content: str) -> dict[str, Any]:
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
         ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        "usage": XAI_USAGE,
     }
 
 
+def served_by(model: str) -> str:
+    """The model that answers ``model``."""
+    return SERVED_AS.get(model, model)
+
+
 def chunk(
-    model: str, delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None
+    model: str, delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, Any] | None = None
 ) -> bytes:
     """One event as AceDataCloud sends it: spaced JSON, ``foaicmpl-`` id; ``delta=None``: no choices."""
     data: dict[str, Any] = {
@@ -96,8 +114,13 @@ def chunk(
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
-def refusal(headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
-    """The error the real API gives this request, or None if it would be served."""
+def refusal(
+    headers: Any, body: dict[str, Any], rejects: dict[str, set[str]] | None = None
+) -> tuple[int, dict[str, Any]] | None:
+    """The error the real API gives this request, or None if it would be served.
+
+    ``rejects``: more arguments each model refuses (see ``Upstream.rejects``).
+    """
     authorization = str(headers.get("Authorization", ""))
     if not authorization.startswith("Bearer ") or not authorization[7:].strip():
         return 400, acedata_error("no_token", "The token is missing.")
@@ -107,11 +130,11 @@ def refusal(headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | 
     model = str(body.get("model", ""))
     if model not in MODELS:
         return 400, acedata_error("bad_request", f"The model `{model}` is not supported.")
-    for key, camel in REASONING_REJECTS.items():
+    for key in (*REASONING_REJECTS, *sorted((rejects or {}).get(model, ()))):
         if key in body:
-            return 400, xai_rejection(model, camel)
+            return 400, xai_rejection(model, camel(key))
     effort = body.get("reasoning_effort")
-    if effort is not None and effort not in EFFORTS.get(model, ()):
+    if effort is not None and effort not in EFFORTS.get(served_by(model), ()):
         return 400, xai_rejection(model, "reasoningEffort")
     for message in body.get("messages") or ():
         if isinstance(message, dict) and "name" in message and message.get("role") != "user":
@@ -126,15 +149,19 @@ def acedata_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "trace_id": "trace-local-1"}
 
 
-def xai_rejection(model: str, camel: str) -> dict[str, Any]:
-    """xAI's body, passed through: the older wording, and the newer one of grok-4.5."""
-    if model == "grok-4.5":
-        return {"code": "Client specified an invalid argument", "error": f"Model {model} does not support "
-                f"parameter {camel}."}  # fmt: skip
-    return {
-        "code": "Client specified an invalid argument",
-        "error": f"Argument not supported on this model: {camel}",
-    }
+def camel(name: str) -> str:
+    """``presence_penalty`` -> ``presencePenalty``, as xAI names arguments in its errors."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def xai_rejection(model: str, argument: str) -> dict[str, Any]:
+    """xAI's body, passed through: the older wording, and the newer one of grok-4.5 and later."""
+    if model in NEW_WORDING:
+        message = f"Model {model} does not support parameter {argument}."
+    else:
+        message = f"Argument not supported on this model: {argument}"
+    return {"code": "Client specified an invalid argument", "error": message}
 
 
 @dataclass
@@ -150,6 +177,8 @@ class Upstream:
 
     host: str = "127.0.0.1"
     requests: list[Recorded] = field(default_factory=list)
+    #: More arguments each model refuses, e.g. ``{"grok-4.7": {"reasoning_effort"}}``.
+    rejects: dict[str, set[str]] = field(default_factory=dict)
     disconnects: list[float] = field(default_factory=list)
     first_chunk_sent: list[float] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -201,8 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         if user.startswith("scenario:"):  # lets one server process meet several scenarios
             scenario = user.removeprefix("scenario:")
         name, number = re.fullmatch(r"([a-z-]+)(\d*)", scenario).groups()  # type: ignore[union-attr]
-        model = str(body.get("model", "grok-4"))
-        refused = refusal(self.headers, body) if name in _SERVED else None
+        model = served_by(str(body.get("model", "grok-4")))
+        refused = refusal(self.headers, body, self.owner.rejects) if name in _SERVED else None
         if refused is not None:
             self._json(*refused)
         elif name == "ok":
@@ -257,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(delay)
             if done:
-                zero = {key: 0 for key in USAGE}
+                zero = {key: 0 for key, value in USAGE.items() if key != "completion_tokens_details"}
                 self.wfile.write(chunk(model, {}, "stop", usage=zero))
                 self.wfile.write(b"data:\n\n" + chunk(model, None, usage=USAGE))
                 self.wfile.write(b"data: [DONE]\n\n")

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from grok_chat_mcp.capabilities import retired_on, snake, use_one_of
 from grok_chat_mcp.config import TOKEN_VAR
-from grok_chat_mcp.models import CURRENT_MODELS, retired_on
 
 _TAGS = re.compile(r"<[^<>]{0,200}>")
 _SPACE = re.compile(r"\s+")
@@ -167,8 +167,16 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     400: _REJECTED,
     422: _REJECTED,
     401: ("Authentication failed", _AUTH_HINT),
-    402: _BALANCE,
-    403: ("Permission denied", "Check the token's permissions in the AceDataCloud console."),
+    402: (
+        "Payment required",
+        "AceDataCloud asked for a pay-per-call (x402) payment; that is not a used-up balance. This "
+        f"server pays with a token, not per call: check that {TOKEN_VAR} is set and valid.",
+    ),
+    403: (
+        "Permission denied",
+        "Upstream refused without a reason code: often content moderation (rephrase the request), "
+        "else check the token's permissions in the AceDataCloud console.",
+    ),
     404: ("Not found", "The model or route is unknown upstream; check ACEDATACLOUD_API_BASE_URL."),
     408: ("Upstream timeout", "The generation may still have been billed; it was not retried."),
     413: ("Request too large", "Send fewer or smaller messages or images."),
@@ -194,7 +202,7 @@ def from_response(
     if "is not supported" in lowered and (model.lower() in lowered or "model" in lowered) and status < 500:
         title, hint = "Model not available", _model_hint(model)
     elif match := _UNSUPPORTED_ARGUMENT.search(message):
-        argument = _snake(match.group("a") or match.group("b"))
+        argument = snake(match.group("a") or match.group("b"))
         hint = f"{model or 'This model'} rejects {argument}: call again without it."
     elif "can have a name" in lowered:
         hint = "Remove 'name' from every message whose role is not user, then call again."
@@ -220,15 +228,10 @@ def _by_status(status: int) -> tuple[str, str]:
 
 
 def _model_hint(model: str) -> str:
-    current = ", ".join(CURRENT_MODELS)
     retired = retired_on(model) if model else None
     if retired:
-        return f"{model} was retired upstream on {retired}. Use one of: {current} (grok-4 is the default)."
-    return f"Upstream does not serve {model or 'this model'}. Use one of: {current} (grok-4 is the default)."
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+        return f"{model} was retired upstream on {retired}. {use_one_of()}"
+    return f"Upstream does not serve {model or 'this model'}. {use_one_of()}"
 
 
 def _clip(text: str, limit: int) -> str:

@@ -23,11 +23,17 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from grok_chat_mcp.capabilities import (
+    DEFAULT_MODEL,
+    UNSUPPORTED_FIELDS,
+    Effort,
+    effort_description,
+    model_description,
+)
 from grok_chat_mcp.errors import InvalidArguments
 
 __all__ = ["ChatRequest", "InvalidArguments", "input_schema", "parse_arguments"]
 
-DEFAULT_MODEL = "grok-4"
 #: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
 MAX_DEPTH = 64
 #: Upstream's limit on the number of tools (xAI API reference).
@@ -101,7 +107,7 @@ _CONTENT_SCHEMA = {
 }
 _STOP_SCHEMA = {
     "description": "Stop sequences where the API will stop generating tokens: a string or 1 to 4 strings "
-    "(not sent to reasoning models such as grok-4, which reject it).",
+    "(not sent to reasoning models, which reject it).",
     "anyOf": [
         {"type": "string"},
         {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 4},
@@ -225,29 +231,28 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
-    messages: list[Message] = Field(
+    messages: list[Message] | None = Field(
+        default=None,
         min_length=1,
-        description="Conversation messages, oldest first. Each has 'role' (system/developer/user/"
-        "assistant/tool) and 'content'. For vision (grok-4, grok-4.5), content may be a list of text and "
-        "image_url parts (https, data: or a local JPEG/PNG path). Assistant turns may carry 'tool_calls'; "
-        "tool turns need 'tool_call_id'.",
+        description="Conversation messages, oldest first (required unless conversation_id collects an "
+        "answer). Each has 'role' (system/developer/user/assistant/tool) and 'content'. For vision, "
+        "content may be a list of text and image_url parts (https, data: or a local JPEG/PNG path). "
+        "Assistant turns may carry 'tool_calls'; tool turns need 'tool_call_id'.",
     )
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        min_length=1,
-        description="The Grok chat model: grok-4 (default; text and images), grok-4.5 (newest; text and "
-        "images; takes reasoning_effort) or grok-3. grok-4-1-fast(-non-reasoning), grok-3-mini and "
-        "grok-2-vision were retired upstream on 2026-07-27.",
-    )
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, description=model_description())
     temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature between 0 and 2. Higher = more random."
     )
     top_p: float | None = Field(
         default=None, gt=0, le=1, description="Nucleus sampling probability mass, above 0 and at most 1."
     )
-    max_tokens: int | None = Field(default=None, ge=1, description="Maximum number of tokens to generate.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Deprecated upstream: prefer max_completion_tokens."
+    )
     max_completion_tokens: int | None = Field(
-        default=None, ge=1, description="Maximum number of tokens to generate (the API's newer name)."
+        default=None,
+        ge=1,
+        description="Maximum number of visible output tokens (it bounds the answer, not reasoning tokens).",
     )
     stop: Annotated[
         list[Annotated[str, Field(strict=True)]] | None,
@@ -279,10 +284,9 @@ class ChatRequest(BaseModel):
         le=2,
         description="Frequency penalty between -2.0 and 2.0 (not sent to reasoning models, which reject it).",
     )
-    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+    reasoning_effort: Effort | None = Field(
         default=None,
-        description="How hard the model thinks: 'low', 'medium' or 'high' (grok-4.5). Not sent to models "
-        "without this setting (grok-4, grok-3); the result's notes say so.",
+        description=effort_description(),
     )
     response_format: ResponseFormat | None = Field(
         default=None,
@@ -296,6 +300,26 @@ class ChatRequest(BaseModel):
     parallel_tool_calls: bool | None = Field(
         default=None, description="Whether the model may call several functions in one turn."
     )
+    n: int | None = Field(default=None, ge=1, description="How many choices to generate (each is billed).")
+    logprobs: bool | None = Field(default=None, description="Return the log probability of each token.")
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=8, description="With logprobs: the most likely tokens per position (0 to 8)."
+    )
+    conversation_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Continue a stored conversation: with messages, they are appended to its history; "
+        "without messages, collect the pending or last answer.",
+    )
+
+    @model_validator(mode="after")
+    def _needs_messages(self) -> ChatRequest:
+        if self.messages is None and self.conversation_id is None:
+            raise _custom("missing_messages", _NO_MESSAGES)
+        return self
+
+
+_NO_MESSAGES = "required (unless conversation_id is given to collect an answer)"
 
 
 #: Parameters whose value is a JSON object or array (clients sometimes send those as JSON text).
@@ -361,7 +385,10 @@ _MAX_ERROR_LINES = 5
 def _error_lines(errors: Iterable[ErrorDetails]) -> list[str]:
     lines: list[str] = []
     for error in errors:
-        lines.append(f"{_path(error['loc'])}: {_explain(error)}")
+        if error["type"] == "missing_messages":
+            lines.append(f"messages: {error['msg']}")
+        else:
+            lines.append(f"{_path(error['loc'])}: {_explain(error)}")
     if len(lines) > _MAX_ERROR_LINES:
         lines = [*lines[:_MAX_ERROR_LINES], f"(and {len(lines) - _MAX_ERROR_LINES} more problems)"]
     return lines
@@ -379,7 +406,12 @@ def _explain(error: ErrorDetails) -> str:
     if kind == "missing":
         return "required"
     if kind == "extra_forbidden":
-        return "unknown parameter (see the tool's input schema)"
+        reason = UNSUPPORTED_FIELDS.get(str(error["loc"][-1])) if len(error["loc"]) == 1 else None
+        return (
+            f"not supported upstream: {reason}"
+            if reason
+            else "unknown parameter (see the tool's input schema)"
+        )
     if kind in ("too_short", "too_long"):
         context = error.get("ctx") or {}
         bound = context.get("min_length") if kind == "too_short" else context.get("max_length")
