@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -14,6 +15,7 @@ from mcp_types import TextContent
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import CallPolicy
 from tests.upstream import Upstream
 from tests.upstream import completion as upstream_completion
 
@@ -44,6 +46,19 @@ def text_of(result: Any) -> str:
     return block.text
 
 
+#: The receipt line for the stand-in's usage (tests/upstream.py XAI_USAGE).
+USAGE_NOTE = "tokens: 5 in, 7 out (20 reasoning); cost $0.003776."
+
+
+def answer(result: Any) -> dict[str, Any]:
+    """The structured answer of a successful call, checked for its shape; without conversation_id."""
+    assert not result.is_error, text_of(result)
+    structured = dict(result.structured_content)
+    assert json.loads(text_of(result)) == structured  # the text block says the same
+    assert structured.pop("conversation_id").startswith("conv_")
+    return structured
+
+
 def completion(content: str = "pong", model: str = "grok-4") -> dict[str, Any]:
     return upstream_completion(model, content)
 
@@ -60,7 +75,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("grok_chat_mcp.client.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("grok_chat_mcp.upstream.client.BACKOFF_BASE", 0.0)
 
 
 @pytest.fixture
@@ -78,5 +93,5 @@ def upstream() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 async def mcp(settings: Settings, upstream: respx.MockRouter) -> AsyncIterator[Client]:
-    async with Client(build_server(settings, heartbeat=0.2)) as client:
+    async with Client(build_server(settings, policy=CallPolicy(heartbeat=0.2))) as client:
         yield client

@@ -13,10 +13,12 @@ import pytest
 import respx
 from mcp import Client
 
-from grok_chat_mcp.client import GrokClient, make_http_client
+from grok_chat_mcp.request import GrokRequest
+from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
-from grok_chat_mcp.server import TOOL_NAME, build_server
+from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, TOKEN, completion, text_of
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +37,7 @@ async def grok(settings: Settings) -> AsyncIterator[GrokClient]:
 
 async def failure(grok: GrokClient, payload: dict[str, Any] | None = None, token: str | None = None) -> str:
     with pytest.raises(GrokError) as caught:
-        await grok.complete(payload or {"model": "grok-4", "messages": HELLO}, token=token)
+        await grok.complete(GrokRequest.of(payload or {"model": "grok-4", "messages": HELLO}), token=token)
     return str(caught.value)
 
 
@@ -108,7 +110,7 @@ async def test_gzip_body_is_decoded(grok: GrokClient, upstream: respx.MockRouter
     route = upstream.post("/grok/chat/completions").respond(
         200, content=body, headers={"content-encoding": "gzip"}
     )
-    assert await grok.complete({"messages": HELLO}) == completion("zipped")
+    assert await grok.complete(GrokRequest.of({"messages": HELLO})) == completion("zipped")
     assert route.calls.last.request.headers["accept-encoding"] == "gzip"
 
 
@@ -130,7 +132,7 @@ async def test_a_line_without_newline_is_bounded(grok: GrokClient, upstream: res
 async def test_assembled_completion_is_bounded(
     grok: GrokClient, upstream: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("grok_chat_mcp.client.MAX_ASSEMBLED_CHARS", 10_000)
+    monkeypatch.setattr("grok_chat_mcp.upstream.client.MAX_ASSEMBLED_CHARS", 10_000)
     event = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 1000 + b'"}}]}\n\n'
     upstream.post("/grok/chat/completions").respond(200, stream=Repeated(event, 100), headers=SSE)
     text = await failure(grok, {"model": "grok-4", "messages": HELLO, "stream": True})
@@ -181,7 +183,7 @@ async def test_retry_after_nan_does_not_wait_30_seconds(upstream: respx.MockRout
         ]
     )
     async with make_http_client(settings) as http:
-        await GrokClient(http, settings, sleep=sleep).complete({"messages": HELLO})
+        await GrokClient(http, settings, sleep=sleep).complete(GrokRequest.of({"messages": HELLO}))
     assert len(waits) == 1 and waits[0] <= 0.5  # the backoff, not 30 s
 
 
@@ -202,7 +204,7 @@ async def test_empty_data_events_are_skipped(grok: GrokClient, upstream: respx.M
         "data:\n\ndata: [DONE]\n\n"
     )
     upstream.post("/grok/chat/completions").respond(200, content=body.encode(), headers=SSE)
-    result = await grok.complete({"model": "grok-4", "messages": HELLO, "stream": True})
+    result = await grok.complete(GrokRequest.of({"model": "grok-4", "messages": HELLO, "stream": True}))
     assert result["choices"][0]["message"]["content"] == "ok"
 
 

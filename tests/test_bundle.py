@@ -15,7 +15,8 @@ from mcp import Client, StdioServerParameters
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import ENV_VARS, TOKEN_VAR
-from grok_chat_mcp.server import TOOL_DESCRIPTION, TOOL_NAME
+from grok_chat_mcp.tool import DESCRIPTION as TOOL_DESCRIPTION
+from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, TOKEN
 from tests.upstream import Upstream
 

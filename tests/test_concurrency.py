@@ -11,7 +11,8 @@ import pytest
 from mcp import Client
 
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.server import TOOL_NAME, build_server
+from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, params
 from tests.upstream import Upstream
 

@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.web import Policy, bearer, create_app, is_loopback
+from grok_chat_mcp.transports.http import Policy, bearer, create_app, is_loopback
 from tests.conftest import HELLO, SCRIPT, server_env
 from tests.upstream import SSE_WORDS, Upstream
 

@@ -8,8 +8,9 @@ import pytest
 from mcp import Client
 
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.server import TOOL_NAME, build_server
-from tests.conftest import HELLO, text_of
+from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import NAME as TOOL_NAME
+from tests.conftest import HELLO, TOKEN, text_of
 from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +35,8 @@ async def test_penalties_and_stop_on_reasoning_models_succeed_with_notes(
     }
     result = await call(stand_in, arguments)
     assert not result.is_error, text_of(result)  # the stand-in answers 400 if any of them is sent
-    assert len(result.structured_content["notes"]) == 3
+    dropped = [note for note in result.structured_content["notes"] if "not sent" in note]
+    assert len(dropped) == 3
     assert stand_in.requests[-1].body == {"model": model, "messages": HELLO}
 
 
@@ -61,9 +63,8 @@ async def test_reasoning_effort_is_sent_where_the_model_takes_it(
 ) -> None:
     result = await call(stand_in, {"messages": HELLO, "model": model, "reasoning_effort": effort})
     assert not result.is_error, text_of(result)
-    assert "notes" not in result.structured_content or not any(
-        "reasoning_effort" in note for note in result.structured_content["notes"]
-    )
+    assert not any("not sent" in note for note in result.structured_content["notes"])
+    assert f"reasoning_effort {effort}; " in result.structured_content["notes"][-1]  # the receipt
     assert stand_in.requests[-1].body["reasoning_effort"] == effort
 
 
@@ -87,23 +88,38 @@ async def test_the_redirect_answers_with_grok_4_3(stand_in: Upstream) -> None:
     assert completion["usage"]["cost_in_usd_ticks"] == 37756000
 
 
-async def test_an_effort_the_redirect_rejects_is_upstreams_400(stand_in: Upstream) -> None:
-    # The table is unsure about effort on grok-4, so xhigh is sent; grok-4.3 answers with the old wording.
-    result = await call(stand_in, {"messages": HELLO, "reasoning_effort": "xhigh"})
-    assert result.is_error
-    assert "Argument not supported on this model: reasoningEffort" in text_of(result)
-    assert stand_in.requests[-1].body["reasoning_effort"] == "xhigh"
+async def test_an_argument_upstream_rejects_is_dropped_once_and_remembered(stand_in: Upstream) -> None:
+    # The table is unsure about effort on grok-4, so xhigh is sent; grok-4.3 answers with the old wording
+    # ("Argument not supported on this model: reasoningEffort"); the call is sent once more without it.
+    settings = Settings(api_token=TOKEN, base_url=stand_in.url("ok"), max_retries=0)
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool(TOOL_NAME, {"messages": HELLO, "reasoning_effort": "xhigh"})
+        assert not result.is_error, text_of(result)
+        first, second = stand_in.requests
+        assert first.body["reasoning_effort"] == "xhigh" and "reasoning_effort" not in second.body
+        assert (
+            "reasoning_effort was not sent: upstream says grok-4 does not support it (remembered)."
+            in result.structured_content["notes"]
+        )
+        # Remembered for the process's life: the next call does not pay the round trip again.
+        result = await client.call_tool(TOOL_NAME, {"messages": HELLO, "reasoning_effort": "low"})
+        assert not result.is_error, text_of(result)
+        assert len(stand_in.requests) == 3 and "reasoning_effort" not in stand_in.requests[-1].body
+        assert any("reasoning_effort" in note for note in result.structured_content["notes"])
+
+
+async def test_only_unsupported_arguments_are_retried(stand_in: Upstream) -> None:
+    result = await call(stand_in, {"messages": HELLO, "model": "grok-4-0709-unknown"})
+    assert result.is_error and len(stand_in.requests) == 1  # any other 400: no retry
 
 
 async def test_the_stand_in_can_reject_what_the_table_believes_accepted(stand_in: Upstream) -> None:
     stand_in.rejects["grok-4.7"] = {"reasoning_effort"}
     result = await call(stand_in, {"messages": HELLO, "model": "grok-4.7", "reasoning_effort": "low"})
     assert stand_in.requests[0].body["reasoning_effort"] == "low"  # the table believed it accepted
-    if result.is_error:  # without the self-correcting retry: upstream's 400, in the newer wording
-        assert "Model grok-4.7 does not support parameter reasoningEffort." in text_of(result)
-    else:  # with it: sent again without the argument, and the notes say so
-        assert "reasoning_effort" not in stand_in.requests[-1].body
-        assert any("reasoning_effort" in note for note in result.structured_content["notes"])
+    assert not result.is_error, text_of(result)  # "Model grok-4.7 does not support parameter reasoningEffort."
+    assert len(stand_in.requests) == 2 and "reasoning_effort" not in stand_in.requests[-1].body
+    assert any("reasoning_effort was not sent" in note for note in result.structured_content["notes"])
 
 
 @pytest.mark.parametrize(

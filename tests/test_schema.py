@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from grok_chat_mcp.schema import InvalidArguments, input_schema, parse_arguments
+from grok_chat_mcp.arguments import parse_arguments
+from grok_chat_mcp.contract import input_schema
+from grok_chat_mcp.errors import InvalidArguments
 
 HELLO = [{"role": "user", "content": "hi"}]
 PARAMETERS = {
@@ -300,5 +302,5 @@ def test_the_shipped_schema_file_is_what_the_models_generate() -> None:
     from grok_chat_mcp.server import input_schema as shipped
 
     assert shipped() == input_schema(), (
-        "regenerate: python -m grok_chat_mcp.schema > src/grok_chat_mcp/input_schema.json"
+        "regenerate: python -m grok_chat_mcp.contract > src/grok_chat_mcp/input_schema.json"
     )

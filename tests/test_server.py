@@ -15,8 +15,9 @@ from mcp_types import METHOD_NOT_FOUND
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.server import TOOL_NAME, build_server
-from tests.conftest import HELLO, TOKEN, completion, text_of
+from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import NAME as TOOL_NAME
+from tests.conftest import HELLO, TOKEN, USAGE_NOTE, answer, completion, text_of
 from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
@@ -41,8 +42,16 @@ async def test_tools_list_advertises_the_contract(mcp: Client) -> None:
     assert schema["properties"]["model"]["default"] == "grok-4"
     assert schema["properties"]["temperature"]["maximum"] == 2
     assert tool.output_schema is not None
-    assert tool.output_schema["required"] == ["result"]
-    assert tool.output_schema["properties"]["notes"]["anyOf"][0]["type"] == "array"
+    # Minimal (clients re-check it on every call): the four fields, no titles or anyOf.
+    assert tool.output_schema == {
+        "type": "object",
+        "properties": {
+            "result": {"type": "object"},
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "conversation_id": {"type": "string"},
+            "status": {"type": "string"},
+        },
+    }
     assert tool.meta == {"anthropic/maxResultSizeChars": 500_000}
     assert "grok_text_to_video" not in tool.description
     for retired in ("grok-2-vision", "grok-3-mini", "grok-4-1-fast"):
@@ -67,12 +76,10 @@ async def test_capabilities_are_exactly_what_the_server_has(mcp: Client) -> None
 async def test_successful_call(mcp: Client, upstream: respx.MockRouter) -> None:
     route = upstream.post("/grok/chat/completions").respond(200, json=completion("pong"))
     result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "max_tokens": 5})
-    assert not result.is_error
-    assert result.structured_content == {"result": completion("pong")}
+    assert answer(result) == {"result": completion("pong"), "notes": [USAGE_NOTE]}
     assert len(result.content) == 1
     text = text_of(result)
-    assert json.loads(text) == {"result": completion("pong")}
-    assert "\n" not in text and ": " not in text  # compact JSON
+    assert "\n" not in text and '", "' not in text and '": ' not in text  # compact JSON
     sent = json.loads(route.calls.last.request.content)
     assert sent == {"model": "grok-4", "messages": HELLO, "max_tokens": 5}
 
@@ -164,11 +171,12 @@ async def test_arguments_the_model_rejects_are_not_sent_and_the_agent_is_told(
     # The default model is a redirect: the table is unsure about effort there, so it is sent.
     result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO, "reasoning_effort": "high"})
     assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "high"
+    route.respond(200, json=completion(model="grok-4.5"))
     result = await mcp.call_tool(
         TOOL_NAME, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "medium"}
     )
     assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "medium"
-    assert "notes" not in result.structured_content
+    assert result.structured_content["notes"] == [f"reasoning_effort medium; {USAGE_NOTE}"]
 
 
 async def test_a_retired_model_is_refused_before_sending(mcp: Client, upstream: respx.MockRouter) -> None:

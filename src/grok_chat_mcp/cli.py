@@ -110,11 +110,12 @@ def main(argv: list[str] | None = None) -> None:
 
                 from grok_chat_mcp import eventloop
                 from grok_chat_mcp.server import build_server  # keeps --help and --version instant
+                from grok_chat_mcp.tool import CallPolicy
                 from grok_chat_mcp.transports import stdio
 
                 loop = eventloop.choose(settings.event_loop)
                 logger.debug("event loop: %s", loop)
-                server = build_server(settings)
+                server = build_server(settings, policy=CallPolicy(progress_needs_token=True))
             status = anyio.run(stdio.serve, server, backend_options={"use_uvloop": loop == "uvloop"})
     sys.exit(status)
 

@@ -98,7 +98,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         return_after=reader.number("GROK_RETURN_AFTER", DEFAULT_RETURN_AFTER),
         store=reader.choice("GROK_STORE", DEFAULT_STORE, prefixes=("sqlite:///", "redis://", "rediss://")),
         log_level=reader.check("LOG_LEVEL", level, LOG_LEVELS, "INFO"),
-        event_loop=reader.check("GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"),
+        event_loop=reader.check(
+            "GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"
+        ),
         sources=reader.sources,
         replaced=reader.replaced,
         problem=problem,
@@ -128,7 +130,13 @@ class _Reader:
         self.replaced[name] = f"{name}={raw!r} {why}; using {default}"
 
     def number(
-        self, name: str, default: float, *, positive: bool = False, whole: bool = False, cap: float | None = None
+        self,
+        name: str,
+        default: float,
+        *,
+        positive: bool = False,
+        whole: bool = False,
+        cap: float | None = None,
     ) -> float:
         raw = self.get(name)
         if raw is None:

@@ -110,7 +110,5 @@ class Calls:
         if conversation.error is not None:
             return results.error(conversation.error, secrets)
         if conversation.answer is None:
-            return results.error(
-                f"Conversation {conversation_id} has no answer yet: send a message with it."
-            )
+            return results.error(f"Conversation {conversation_id} has no answer yet: send a message with it.")
         return results.success(conversation.answer, secrets)

@@ -32,7 +32,9 @@ class GrokRequest:
     @classmethod
     def of(cls, payload: Mapping[str, Any]) -> GrokRequest:
         """A request for a payload as it is (checks and tests)."""
-        return cls(str(payload.get("model", "")), bool(payload.get("stream")), MappingProxyType(dict(payload)))
+        return cls(
+            str(payload.get("model", "")), bool(payload.get("stream")), MappingProxyType(dict(payload))
+        )
 
     def without(self, argument: str, note: str) -> GrokRequest:
         """The same request without ``argument``, with a note saying why."""

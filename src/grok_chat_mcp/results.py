@@ -12,6 +12,7 @@ from typing import Any
 import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
+from grok_chat_mcp.capabilities import canonical
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
 
@@ -48,7 +49,7 @@ def receipt(completion: Mapping[str, Any], request: GrokRequest) -> list[str]:
     """What was served, in as few words as possible: the model that answered, effort, usage."""
     lines: list[str] = []
     served = completion.get("model")
-    if isinstance(served, str) and served and not served.startswith(request.model):
+    if isinstance(served, str) and served and canonical(served) != canonical(request.model):
         lines.append(f"{request.model} was answered by {served}.")
     effort = request.payload.get("reasoning_effort")
     usage = completion.get("usage")

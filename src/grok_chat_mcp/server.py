@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,8 +25,10 @@ from grok_chat_mcp import __version__, tool
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.conversations import Calls
-from grok_chat_mcp.store import Limits, open_store
+from grok_chat_mcp.store import Limits, Store, open_store
 from grok_chat_mcp.upstream.client import GrokClient, make_http_client
+
+logger = logging.getLogger(__name__)
 
 NAME = "grok-chat-mcp"
 INSTRUCTIONS = (
@@ -49,7 +52,9 @@ class Upstream:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._http = await anyio.to_thread.run_sync(make_http_client, self._settings, self._transport)
+                    self._http = await anyio.to_thread.run_sync(
+                        make_http_client, self._settings, self._transport
+                    )
                     self._client = GrokClient(self._http, self._settings)
         return self._client
 
@@ -65,6 +70,24 @@ def input_schema() -> dict[str, Any]:
     return schema
 
 
+#: Conversation bounds: one conversation holds a call's worth of images (the 64 MiB message cap).
+CONVERSATION_BYTES = 64 * 1024 * 1024
+STORE_BYTES = 512 * 1024 * 1024
+
+
+def _open_store(settings: Settings) -> Store | None:
+    limits = Limits(
+        max_conversation_bytes=CONVERSATION_BYTES,
+        max_total_bytes=STORE_BYTES,
+        running_timeout=settings.call_timeout + 60,
+    )
+    try:
+        return open_store(settings.store, limits)
+    except ValueError as exc:
+        logger.error("%s; keeping conversations in memory instead", exc)
+        return open_store("memory", limits)
+
+
 def build_server(
     settings: Settings,
     *,
@@ -78,7 +101,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
-        store = open_store(settings.store, Limits(running_timeout=settings.call_timeout + 60))
+        store = _open_store(settings)
         try:
             async with anyio.create_task_group() as group:
                 calls = Calls(
@@ -116,7 +139,9 @@ def build_server(
     tracker = policy.tracker
     if tracker is not None:
 
-        async def cancelled(ctx: ServerRequestContext[tool.Services], params: CancelledNotificationParams) -> None:
+        async def cancelled(
+            ctx: ServerRequestContext[tool.Services], params: CancelledNotificationParams
+        ) -> None:
             if params.request_id is not None:
                 tracker.cancel(ctx, params.request_id)
 

@@ -19,7 +19,7 @@ from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
 from grok_chat_mcp import arguments, results
-from grok_chat_mcp.capabilities import Table, describe_models, unsupported_argument
+from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
 from grok_chat_mcp.conversations import Calls
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
@@ -34,7 +34,7 @@ NAME = "grok_chat_completions"
 TITLE = "Grok chat completion"
 DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
 chat.completion back.
-Use it to chat or reason with Grok ({describe_models()}), to understand images (image_url parts: \
+Use it to chat or reason with Grok ({models_phrase()}), to understand images (image_url parts: \
 https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). Arguments a \
 model rejects are not sent; the result's notes say which. Every answer carries a conversation_id: \
 send it with only your new message to follow up. If a call is still running after a while, the \
@@ -53,7 +53,11 @@ def definition(input_schema: Mapping[str, Any]) -> Tool:
         input_schema=dict(input_schema),
         output_schema=results.OUTPUT_SCHEMA,
         annotations=ToolAnnotations(
-            title=TITLE, read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+            title=TITLE,
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
         ),
         meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
     )
@@ -83,6 +87,9 @@ class CallPolicy:
     tracker: Tracker | None = None
     #: Seconds between heartbeats while a call waits.
     heartbeat: float = 5.0
+    #: Progress only for calls that carry a progress token (JSON-RPC transports); in-process
+    #: clients receive progress through a callback, without a token.
+    progress_needs_token: bool = False
 
 
 @dataclass
@@ -150,7 +157,9 @@ async def _call(
             assert args.conversation_id is not None
             return await calls.collect(owner, args.conversation_id, secrets, relay)
         if store is not None:
-            conversation_id, history = await store.begin(owner, args.conversation_id, list(args.messages))
+            new = [dict(message) for message in args.messages]
+            conversation_id, history = await store.begin(owner, args.conversation_id, new)
+            del history[len(history) - len(new) :]  # begin returns the whole history: keep what came before
     except StoreError as exc:
         return results.error(str(exc), secrets)
     try:
@@ -169,7 +178,7 @@ def _relay(
     ctx: ServerRequestContext[Any, Any], policy: CallPolicy, model: str, secrets: Secrets
 ) -> ProgressRelay | None:
     meta = ctx.meta or {}
-    if "progressToken" not in meta and "progress_token" not in meta:
+    if policy.progress_needs_token and "progressToken" not in meta and "progress_token" not in meta:
         return None
     return ProgressRelay(ctx.session.report_progress, model, heartbeat=policy.heartbeat, secrets=secrets)
 
@@ -187,21 +196,28 @@ async def _complete(
     on_text = _on_text(services, conversation_id, relay) if request.stream else None
     try:
         if relay is None:
-            completion, sent = await _send(grok, services.table, request, token, on_text)
+            outcome = await _send(grok, services.table, request, token, on_text)
         else:
-            async with relay.running():
-                completion, sent = await _send(grok, services.table, request, token, on_text)
+            async with relay.running():  # its task group would wrap an exception: a value instead
+                outcome = await _send(grok, services.table, request, token, on_text)
+        if isinstance(outcome, GrokError):
+            raise outcome
+        completion, sent = outcome
     except GrokError as exc:
         await _fail(services, conversation_id, secrets.redact(str(exc)))
         raise
     except anyio.get_cancelled_exc_class():
-        await _fail(services, conversation_id, "The call was cancelled before it finished; send the message again.")
+        await _fail(
+            services, conversation_id, "The call was cancelled before it finished; send the message again."
+        )
         raise
     answer = results.clean(results.answer(completion, sent, conversation_id), secrets)
     store = services.calls.store
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):
-            await store.finish(conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), answer)
+            await store.finish(
+                conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), answer
+            )
     return answer
 
 
@@ -211,20 +227,23 @@ async def _send(
     request: GrokRequest,
     token: str | None,
     on_text: Callable[[str], Any] | None,
-) -> tuple[dict[str, Any], GrokRequest]:
+) -> tuple[dict[str, Any], GrokRequest] | GrokError:
     """The completion, sent once more without an argument the model turned out to reject."""
     try:
         return await grok.complete(request, token, on_text), request
     except GrokError as exc:
         argument = unsupported_argument(exc.detail) if exc.status == 400 else None
         if argument is None or argument not in request.payload:
-            raise
+            return exc
     table.learn(request.model, argument)
     logger.info("upstream rejected %s for %s; sending without it (remembered)", argument, request.model)
     retry = request.without(
         argument, f"{argument} was not sent: upstream says {request.model} does not support it (remembered)."
     )
-    return await grok.complete(retry, token, on_text), retry
+    try:
+        return await grok.complete(retry, token, on_text), retry
+    except GrokError as exc:
+        return exc
 
 
 def _on_text(

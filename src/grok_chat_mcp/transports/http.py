@@ -190,7 +190,9 @@ class Guard:
             )
         if not self.policy.origin_allowed(request.headers.get("origin")):
             logger.warning("refused a request from origin %r", request.headers.get("origin"))
-            return _error(403, "origin not allowed", "This origin may not use the server (see --allow-origin).")
+            return _error(
+                403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
+            )
         needs_token = request.url.path.startswith(MCP_PATH) and request.method != "OPTIONS"
         if needs_token and bearer(request.headers) is None and not self.policy.shares_server_token:
             return _error(
@@ -200,7 +202,9 @@ class Guard:
                 {"WWW-Authenticate": 'Bearer realm="grok-chat-mcp"'},
             )
         if needs_token and self.active >= self.max_requests:
-            return _error(503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"})
+            return _error(
+                503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"}
+            )
         return None
 
 
@@ -220,14 +224,17 @@ def create_app(
     """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, behind :class:`Guard`."""
     if not policy.shares_server_token:
         settings = replace(settings, api_token=None)
-    call_policy = CallPolicy(token=request_token, local_images=False, tracker=InFlight(), heartbeat=heartbeat)
+    call_policy = CallPolicy(
+        token=request_token, local_images=False, tracker=InFlight(), heartbeat=heartbeat, progress_needs_token=True
+    )
     server = build_server(settings, transport=transport, policy=call_policy)
     loopback = is_loopback(policy.host)
     names = dict.fromkeys(["127.0.0.1", "localhost", "[::1]", _host_header(policy.host)])
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=loopback,  # Host checks: only where the valid names are known
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
-        allowed_origins=[f"{base}:*" for base in LOOPBACK_ORIGINS] + [*LOOPBACK_ORIGINS, *policy.allowed_origins],
+        allowed_origins=[f"{base}:*" for base in LOOPBACK_ORIGINS]
+        + [*LOOPBACK_ORIGINS, *policy.allowed_origins],
     )
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -258,7 +265,9 @@ class IdleLimitedH11(H11Protocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
 
 def serve(settings: Settings, policy: Policy, port: int, *, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:

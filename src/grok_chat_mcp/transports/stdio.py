@@ -176,7 +176,9 @@ def diagnose(exc: Exception) -> types.JSONRPCError | None:
         marker = json.loads(data[len(_TOO_LONG) :])
         if marker["notification"]:
             return None
-        return _error(marker["id"], PARSE_ERROR, f"Parse error: message larger than {MAX_LINE_BYTES // 2**20} MiB")
+        return _error(
+            marker["id"], PARSE_ERROR, f"Parse error: message larger than {MAX_LINE_BYTES // 2**20} MiB"
+        )
     if errors and errors[0]["type"] == "json_invalid":
         found, request_id, method = scan(data if isinstance(data, str) else "")
         if method and not found:

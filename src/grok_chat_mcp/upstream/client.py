@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import anyio
@@ -21,11 +22,12 @@ import pydantic_core
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.errors import MAX_ERROR_BODY, GrokError, excerpt, from_response, missing_token
+from grok_chat_mcp.errors import GrokError, missing_token
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.stream import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
-from grok_chat_mcp.stream import BadEvent, CompletionStream, StreamError, TooLarge, UpstreamEvent, too_deep
+from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def make_http_client(
         headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
         transport=transport,
         trust_env=True,
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # no cookie is kept or sent back
     )
 
 
@@ -104,7 +107,6 @@ class GrokClient:
             request.model,
             on_text,
         )
-        self._http.cookies.clear()  # no cookie an upstream sets is ever sent back
         started = time.perf_counter()
         result: dict[str, Any] | None = None
         try:
@@ -217,7 +219,11 @@ class GrokClient:
     def _network_error(self, exc: Exception, attempt: int) -> GrokError:
         host = httpx.URL(self._settings.base_url).host
         reason = " ".join((str(exc) or type(exc).__name__).split())
-        where = f"could not reach {host}" if isinstance(exc, httpx.ConnectError) else f"connection to {host} failed"
+        where = (
+            f"could not reach {host}"
+            if isinstance(exc, httpx.ConnectError)
+            else f"connection to {host} failed"
+        )
         return GrokError(
             "Network error",
             f"{where}: {reason[:300]}.",

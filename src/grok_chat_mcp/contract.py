@@ -1,14 +1,13 @@
-"""The tool's input contract: pydantic models, the advertised JSON schema and readable errors.
+"""The tool's input contract: pydantic models and the advertised JSON schema.
 
 The models only validate: what goes upstream is the caller's own arguments (see
-:func:`parse_arguments`), so values keep their exact keys, nesting and order.
+:mod:`grok_chat_mcp.arguments`), so values keep their exact keys, nesting and order.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -21,18 +20,16 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from grok_chat_mcp.capabilities import (
     DEFAULT_MODEL,
-    UNSUPPORTED_FIELDS,
     Effort,
     effort_description,
     model_description,
 )
-from grok_chat_mcp.errors import InvalidArguments
 
-__all__ = ["ChatRequest", "InvalidArguments", "input_schema", "parse_arguments"]
+__all__ = ["ChatRequest", "input_schema"]
 
 #: Deepest nesting accepted anywhere in the arguments; deeper JSON is refused, not sent.
 MAX_DEPTH = 64
@@ -74,8 +71,15 @@ def _tool_choice(value: Any) -> Any:
     try:
         NamedToolChoice.model_validate(value)
     except ValidationError as exc:
-        raise _custom("tool_choice", "; ".join(_error_lines(exc.errors(include_url=False)))) from None
+        problems = (f"{'.'.join(map(str, e['loc']))}: {_lower(e['msg'])}" for e in exc.errors())
+        raise _custom("tool_choice", "; ".join(problems)) from None
     return value
+
+
+def _lower(message: str) -> str:
+    if message == "Field required":
+        return "required"
+    return message[:1].lower() + message[1:]
 
 
 _CONTENT_SCHEMA = {
@@ -322,127 +326,6 @@ class ChatRequest(BaseModel):
 _NO_MESSAGES = "required (unless conversation_id is given to collect an answer)"
 
 
-#: Parameters whose value is a JSON object or array (clients sometimes send those as JSON text).
-_STRUCTURED = frozenset({"messages", "stop", "response_format", "tools", "tool_choice"})
-
-
-def parse_arguments(arguments: Mapping[str, Any] | None) -> tuple[ChatRequest, dict[str, Any]]:
-    """Validate tool arguments; return the model and the payload to send upstream.
-
-    The payload holds the caller's own values (no nulls, nothing invented but ``model``).
-    Raises :class:`InvalidArguments` with one line per problem.
-    """
-    if arguments is None:
-        arguments = {}
-    payload: dict[str, Any] = {}
-    for key, value in arguments.items():
-        if value is None:
-            continue  # an explicit null means "not set"
-        if key in _STRUCTURED and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-            value = _decode_json_text(key, value)
-        _check_json(value, key, 0)
-        payload[key] = value
-    try:
-        request = ChatRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidArguments("\n".join(_error_lines(exc.errors(include_url=False)))) from None
-    if "model" not in payload:
-        payload = {"model": request.model, **payload}
-    return request, payload
-
-
-def _decode_json_text(key: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidArguments(f"{key}: looks like JSON text but does not parse") from None
-
-
-def _check_json(value: Any, path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise InvalidArguments(f"{path}: nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        if value.isascii():  # the common case, and every data: URL: nothing to check
-            return
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArguments(f"{path}: text is not valid Unicode (lone surrogate)") from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidArguments(f"{path}: {value} is not a finite number (JSON has no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_json(item, f"{path}.{key}", depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]", depth + 1)
-
-
-_MAX_ERROR_LINES = 5
-
-
-def _error_lines(errors: Iterable[ErrorDetails]) -> list[str]:
-    lines: list[str] = []
-    for error in errors:
-        if error["type"] == "missing_messages":
-            lines.append(f"messages: {error['msg']}")
-        else:
-            lines.append(f"{_path(error['loc'])}: {_explain(error)}")
-    if len(lines) > _MAX_ERROR_LINES:
-        lines = [*lines[:_MAX_ERROR_LINES], f"(and {len(lines) - _MAX_ERROR_LINES} more problems)"]
-    return lines
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "arguments"
-
-
-def _explain(error: ErrorDetails) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "required"
-    if kind == "extra_forbidden":
-        reason = UNSUPPORTED_FIELDS.get(str(error["loc"][-1])) if len(error["loc"]) == 1 else None
-        return (
-            f"not supported upstream: {reason}"
-            if reason
-            else "unknown parameter (see the tool's input schema)"
-        )
-    if kind in ("too_short", "too_long"):
-        context = error.get("ctx") or {}
-        bound = context.get("min_length") if kind == "too_short" else context.get("max_length")
-        word = "at least" if kind == "too_short" else "at most"
-        return f"expected {word} {bound} item(s), got {context.get('actual_length')}"
-    message = error["msg"]
-    got = _describe(error.get("input"))
-    if kind.endswith("_type") or kind in (
-        "literal_error",
-        "greater_than",
-        "greater_than_equal",
-        "less_than_equal",
-    ):
-        return f"{message[0].lower()}{message[1:]} (got {got})"
-    return message[0].lower() + message[1:]
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:37] + "...")
-    if isinstance(value, dict):
-        return "an object"
-    return "an array" if isinstance(value, list) else type(value).__name__
-
-
 @cache
 def input_schema() -> dict[str, Any]:
     """The JSON schema advertised in ``tools/list``: flat, self-contained, no null noise."""
@@ -483,7 +366,9 @@ def _clean(node: Any, defs: Mapping[str, Any]) -> Any:
     return out
 
 
-if __name__ == "__main__":  # regenerates src/grok_chat_mcp/input_schema.json (a test checks it)
+if (
+    __name__ == "__main__"
+):  # regenerates src/grok_chat_mcp/input_schema.json: python -m grok_chat_mcp.contract (a test checks it)
     import sys
 
     sys.stdout.write(json.dumps(input_schema(), indent=2, ensure_ascii=False) + "\n")
