@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +38,39 @@ def test_manifest_is_in_step_with_the_server() -> None:
     assert token["sensitive"] is True and token["required"] is True
     env = MANIFEST["server"]["mcp_config"]["env"]
     assert env[TOKEN_VAR] == "${user_config.api_token}"
-    # Claude Desktop's settings show what users tune; not log levels or the event loop.
-    assert set(env) == {name for name, _, _ in ENV_VARS} - {"LOG_LEVEL", "GROK_EVENT_LOOP"}
+    # Claude Desktop's settings show what users tune; not log levels or the event loop. The bundle
+    # keeps conversations in memory and GROK_RETURN_AFTER at its default (45 s, under the host's 60 s).
+    untuned = {"LOG_LEVEL", "GROK_EVENT_LOOP", "GROK_STORE", "GROK_RETURN_AFTER"}
+    assert set(env) == {name for name, _, _ in ENV_VARS} - untuned
     for key, option in MANIFEST["user_config"].items():
         assert option.get("required") is (key == "api_token")
     assert MANIFEST["server"]["type"] == "uv"
+    assert "--frozen" in MANIFEST["server"]["mcp_config"]["args"]  # uv installs what uv.lock pins
     assert (ROOT / "bundle" / MANIFEST["icon"]).read_bytes().startswith(b"\x89PNG")
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """Package name to version, as ``uv.lock`` pins them (the project itself has no pin)."""
+    packages = tomllib.loads(lock.read_text())["package"]
+    return {p["name"]: p["version"] for p in packages if "version" in p}
+
+
+@pytest.mark.skipif(UV is None, reason="needs uv (the test extra installs it)")
+def test_bundle_lock_is_in_step_with_pyproject(tmp_path: Path) -> None:
+    """bundle/uv.lock was generated from this pyproject.toml; uv would otherwise re-resolve."""
+    assert UV is not None
+    spec = importlib.util.spec_from_file_location("bundle_build", ROOT / "bundle" / "build.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.stage(tmp_path / "staged")
+    assert (tmp_path / "staged" / "uv.lock").read_bytes() == (ROOT / "bundle" / "uv.lock").read_bytes()
+    done = subprocess.run(
+        [UV, "lock", "--check", "--offline", "--directory", str(tmp_path / "staged")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"bundle/uv.lock is stale: run python bundle/build.py --lock\n{done.stderr}"
+    assert {"mcp", "httpx", "pydantic"} <= locked_versions(ROOT / "bundle" / "uv.lock").keys()
 
 
 needs_tools = pytest.mark.skipif(
@@ -86,6 +116,7 @@ async def test_bundle_is_validated_packed_and_runs_as_the_host_runs_it(tmp_path:
     assert (extension / "manifest.json").exists() and (
         extension / "src" / "grok_chat_mcp" / "server.py"
     ).exists()
+    assert (extension / "uv.lock").read_bytes() == (ROOT / "bundle" / "uv.lock").read_bytes()
 
     with Upstream() as upstream:
         config = host_config(extension, {"api_token": TOKEN, "base_url": upstream.url("ok")})
@@ -105,3 +136,13 @@ async def test_bundle_is_validated_packed_and_runs_as_the_host_runs_it(tmp_path:
         assert not result.is_error
         assert result.structured_content["result"]["choices"][0]["message"]["content"] == "pong"
         assert upstream.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+    # The host's uv installed exactly the versions the bundle's uv.lock pins.
+    pinned = locked_versions(extension / "uv.lock")
+    installed = {}
+    for info in extension.glob(".venv/**/site-packages/*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").split("-", 1)
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert {"mcp", "httpx", "pydantic"} <= installed.keys()
+    for name, version in installed.items():
+        if name != "grok-chat-mcp":
+            assert pinned[name] == version, name

@@ -157,15 +157,29 @@ def test_mcp_inspector_cli_lists_and_calls_the_tool(tmp_path: Path) -> None:
         }
 
 
-def readme_configs() -> list[dict[str, Any]]:
-    """The README's JSON blocks, with the clone's path filled in as a user would."""
-    readme = (ROOT / "README.md").read_text().replace("/path/to/grok-chat-mcp", str(ROOT))
-    return [json.loads(block.split("```", 1)[0]) for block in readme.split("```json\n")[1:]]
+#: The files whose JSON blocks are client configurations a user pastes.
+CONFIG_DOCS = ("README.md", "docs/clients.md")
 
 
-def test_readme_config_snippets_launch_the_installed_server() -> None:
-    configs = readme_configs()
-    assert len(configs) >= 4  # Claude Desktop, Claude Code, Cursor, VS Code
+def json_blocks(path: Path) -> list[Any]:
+    """The ```json blocks of a Markdown file, parsed."""
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(block.split("```", 1)[0]) for block in text.split("```json\n")[1:]]
+
+
+def doc_configs() -> list[dict[str, Any]]:
+    """The client configurations in the README and docs/clients.md, with the clone's path filled in
+    as a user would (other JSON blocks, such as the README's example call, are left out)."""
+    configs = []
+    for name in CONFIG_DOCS:
+        text = json.dumps(json_blocks(ROOT / name)).replace("/path/to/grok-chat-mcp", str(ROOT))
+        configs += [c for c in json.loads(text) if {"mcpServers", "servers", "command"} & c.keys()]
+    return configs
+
+
+def test_documented_configs_launch_the_installed_server() -> None:
+    configs = doc_configs()
+    assert len(configs) >= 3  # Claude Desktop (README), Cursor, VS Code
     for config in configs:
         servers = config.get("mcpServers") or config.get("servers") or {"grok": config}
         server = servers["grok"]

@@ -1,4 +1,4 @@
-"""The README's Claude Code instructions, run with the real ``claude`` binary (offline: add, list)."""
+"""docs/clients.md's Claude Code instructions, run with the real ``claude`` binary (offline: add, list)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKEN
-from tests.test_cli_and_packaging import ROOT, readme_configs
+from tests.test_cli_and_packaging import ROOT
 
 
 def claude_binary() -> str | None:
@@ -43,32 +43,29 @@ def claude(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def readme_command(prefix: str) -> list[str]:
-    readme = (ROOT / "README.md").read_text().replace("/path/to/grok-chat-mcp", str(ROOT))
-    (line,) = [line for line in readme.splitlines() if line.startswith(prefix)]
-    return shlex.split(line.replace("your-token", TOKEN))
+def documented_command(prefix: str) -> list[str]:
+    """The one line of docs/clients.md that starts with ``prefix``, as a user would paste it."""
+    text = (ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+    return shlex.split(line.replace("/path/to/grok-chat-mcp", str(ROOT)).replace("your-token", TOKEN))
 
 
-def test_readme_add_json_with_always_load_connects(tmp_path: Path) -> None:
-    (config,) = [c for c in readme_configs() if "alwaysLoad" in c]
-    config["env"]["ACEDATACLOUD_API_TOKEN"] = TOKEN
-    added = claude(tmp_path, "mcp", "add-json", "grok", "-s", "user", json.dumps(config))
+def test_documented_add_json_applies_always_load_and_connects(tmp_path: Path) -> None:
+    command = documented_command("claude mcp add-json grok")
+    assert json.loads(command[-1])["alwaysLoad"] is True
+    added = claude(tmp_path, *command[1:])
     assert added.returncode == 0, added.stderr
     stored = json.loads((tmp_path / ".claude.json").read_text())["mcpServers"]["grok"]
     assert stored["alwaysLoad"] is True  # Claude Code keeps the key
-    listed = claude(tmp_path, "mcp", "list")
+    assert stored["env"]["ACEDATACLOUD_API_TOKEN"] == TOKEN
+    listed = claude(tmp_path, *documented_command("claude mcp list")[1:])
     assert listed.returncode == 0, listed.stderr
     line = next(line for line in listed.stdout.splitlines() if line.startswith("grok:"))
     assert "Connected" in line, listed.stdout
-
-
-def test_readme_mcp_add_command_connects(tmp_path: Path) -> None:
-    command = readme_command("claude mcp add grok")
-    added = claude(tmp_path, *command[1:])
-    assert added.returncode == 0, added.stderr
-    listed = claude(tmp_path, "mcp", "get", "grok")
-    assert "Connected" in listed.stdout, listed.stdout + listed.stderr
-    assert TOKEN in listed.stdout  # the env block reached Claude Code's config
+    again = claude(tmp_path, *command[1:])  # what the docs say about a second registration
+    assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
+    removed = claude(tmp_path, *documented_command("claude mcp remove grok")[1:])
+    assert removed.returncode == 0, removed.stderr
 
 
 TS_SDK = ROOT / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"

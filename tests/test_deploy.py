@@ -56,6 +56,27 @@ def test_workflows_pin_actions_by_commit_and_grant_least_privilege() -> None:
     assert "mcp-publisher publish" in release and "bundle/build.py" in release
 
 
+def release_jobs() -> dict[str, str]:
+    """release.yml's jobs, each as its text."""
+    text = (ROOT / ".github" / "workflows" / "release.yml").read_text().split("\njobs:\n", 1)[1]
+    parts = re.split(r"^  ([\w-]+):\n", text, flags=re.MULTILINE)[1:]
+    return dict(zip(parts[::2], parts[1::2], strict=True))
+
+
+def test_release_pushes_the_image_the_kubernetes_example_runs() -> None:
+    jobs = release_jobs()
+    pushing = [name for name, text in jobs.items() if "packages: write" in text]
+    assert pushing == ["container"]  # least privilege: only the job that pushes may write packages
+    job = jobs["container"]
+    assert "docker build -f deploy/docker/Dockerfile" in job and 'docker push "$image"' in job
+    assert 'image="ghcr.io/${REPO,,}:${TAG#v}"' in job
+    server = json.loads((ROOT / "server.json").read_text())
+    owner = server["name"].split("/")[0].removeprefix("io.github.")
+    manifest = (ROOT / "deploy" / "kubernetes" / "grok-chat-mcp.yaml").read_text()
+    images = re.findall(r"image: (\S+)", manifest)
+    assert images == [f"ghcr.io/{owner}/grok-chat-mcp:{__version__}"], "the image release.yml pushes"
+
+
 def test_dockerfile_passes_hadolint() -> None:
     done = run(tool("hadolint"), str(ROOT / "deploy" / "docker" / "Dockerfile"))
     assert done.returncode == 0, done.stdout + done.stderr
