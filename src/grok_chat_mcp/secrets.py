@@ -59,13 +59,13 @@ class Secrets:
         that fragment is dropped. A trailing start of a secret (its rest may follow) is held back.
         """
         text = self.redact(text)
-        if cut and self.longest:
-            text = text[self.longest :]
         for secret in self._values:
             for length in range(min(len(secret) - 1, len(text)), 0, -1):
                 if text.endswith(secret[:length]):
                     text = text[:-length]
                     break
+        if cut and self.longest:
+            text = text[self.longest :]
         return text[-size:]
 
 
