@@ -27,7 +27,7 @@ async def test_round_trip_over_stdio(stand_in: Upstream, tmp_path: Path) -> None
     assert not result.is_error
     completion = result.structured_content["result"]
     assert completion["choices"][0]["message"]["content"] == "pong"
-    assert completion["model"] == "grok-3"
+    assert completion["model"] == "grok-4.3"  # grok-3 is answered by grok-4.3
     recorded = stand_in.requests[-1]
     assert recorded.path == "/ok/grok/chat/completions"
     assert recorded.headers["Authorization"] == f"Bearer {TOKEN}"
