@@ -303,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(delay)
             if done:
-                zero = {key: 0 for key, value in USAGE.items() if key != "completion_tokens_details"}
+                zero = {key: 0 for key in USAGE if key != "completion_tokens_details"}
                 self.wfile.write(chunk(model, {}, "stop", usage=zero))
                 self.wfile.write(b"data:\n\n" + chunk(model, None, usage=USAGE))
                 self.wfile.write(b"data: [DONE]\n\n")
