@@ -7,11 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import httpx
 from mcp.server import Server, ServerRequestContext
 from mcp_types import (
     CallToolRequestParams,
@@ -26,7 +25,11 @@ from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.conversations import Calls
 from grok_chat_mcp.store import Limits, Store, open_store
-from grok_chat_mcp.upstream.client import GrokClient, make_http_client
+
+if TYPE_CHECKING:
+    import httpx
+
+    from grok_chat_mcp.upstream.client import GrokClient
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ INSTRUCTIONS = (
 
 
 class Upstream:
-    """The pooled upstream client, built on first use (its TLS context takes ~0.1 s), off the event loop."""
+    """The pooled upstream client, built on first use, in a worker thread: importing httpx and
+    creating its TLS context take about 0.1 s that start-up does not pay (docs/design.md)."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         self._settings = settings

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp.server import ServerRequestContext
@@ -26,7 +26,9 @@ from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.request import GrokRequest, build
 from grok_chat_mcp.secrets import Secrets
 from grok_chat_mcp.store import StoreError, owner_of
-from grok_chat_mcp.upstream.client import GrokClient
+
+if TYPE_CHECKING:
+    from grok_chat_mcp.upstream.client import GrokClient
 
 logger = logging.getLogger(__name__)
 

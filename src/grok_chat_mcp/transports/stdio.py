@@ -28,6 +28,7 @@ from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def scan(text: str) -> tuple[bool, str | int | None, bool]:
 def diagnose(exc: Exception) -> types.JSONRPCError | None:
     """The error reply for a line the SDK could not take; None for a notification (no reply)."""
     errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else []
-    data: Any = errors[0].get("input") if errors else None
+    data = _message_of(errors)
     if isinstance(data, str) and data.startswith(_TOO_LONG):
         marker = json.loads(data[len(_TOO_LONG) :])
         if marker["notification"]:
@@ -202,6 +203,18 @@ def diagnose(exc: Exception) -> types.JSONRPCError | None:
     else:
         why = "the message does not fit the protocol"
     return _error(request_id, INVALID_REQUEST, f"Invalid Request: {why}")
+
+
+def _message_of(errors: list[ErrorDetails]) -> Any:
+    """The message a validation error was about: the input of an error on the whole message, or
+    the object a required field was missing from."""
+    for error in errors:
+        if len(error["loc"]) <= 1:
+            return error.get("input")
+    for error in errors:
+        if error["type"] == "missing" and len(error["loc"]) == 2:
+            return error.get("input")
+    return None
 
 
 def _error(request_id: str | int | None, code: int, message: str) -> types.JSONRPCError:
