@@ -1,0 +1,1 @@
+"""Talking to the upstream API: the event-stream reader."""
