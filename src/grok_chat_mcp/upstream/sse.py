@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+import pydantic_core
+
 __all__ = [
     "BadEvent",
     "CompletionStream",
@@ -27,13 +29,12 @@ EXCERPT_CHARS = 8 * 1024
 
 DONE = "[DONE]"
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
-_VISIBLE = ("content", "reasoning_content")
 #: What a new choice or tool call counts towards :attr:`CompletionStream.size`.
 _ENTRY_COST = 256
-_SKIP_TOP = ("choices", "object", "usage")
-_SKIP_CHOICE = ("index", "delta", "finish_reason", "message")
+_PLAIN_CHOICE = frozenset(("index", "delta", "finish_reason", "message"))
 
 _decode_utf8 = codecs.utf_8_decode
+_from_json = pydantic_core.from_json
 _JSON = json.JSONDecoder(parse_constant=lambda _: None)  # NaN, Infinity, -Infinity: null
 _raw_decode = _JSON.raw_decode
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -101,6 +102,7 @@ class CompletionStream:
     __slots__ = (
         "_after_cr",
         "_choices",
+        "_clean",
         "_data",
         "_data_size",
         "_event",
@@ -132,6 +134,7 @@ class CompletionStream:
         self._pieces: list[str] = []  # the unterminated line
         self._rest_size = 0
         self._after_cr = False  # the last read ended in \r (its \n may start the next)
+        self._clean = True  # none of the above: a read may start a new event
         self._data: list[str] = []  # data lines of the event in progress
         self._data_size = 0
         self._event = ""  # its name
@@ -149,13 +152,37 @@ class CompletionStream:
 
     def feed(self, data: bytes) -> str:
         """Take the next bytes; return the visible text of the events they completed."""
-        if self.done:
+        if (
+            self._clean
+            and data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.find(b"\n", 6) == len(data) - 2
+            and b"\r" not in data
+            and len(data) <= self._max_line
+        ):  # the usual read: one whole event of one data line (parsed as bytes, UTF-8 checked there)
+            name = self._event
+            if name:
+                self._event = ""
+            return self._dispatch(data[6:-2], name) if len(data) > 8 else ""
+        if self.done or not data:
             return ""
+        new = self._decode(data)
+        self._clean = not (self.done or self._pending or self._data or self._pieces or self._after_cr)
+        return new
+
+    def _decode(self, data: bytes) -> str:
         if self._pending:
             data = self._pending + data
-        text, used = _decode_utf8(data, "replace", False)
-        self._pending = data[used:] if used < len(data) else b""
-        return self._take(text) if text else ""
+            self._pending = b""
+        if data[-1] < 0x80:  # ends on a whole character
+            text = data.decode("utf-8", "replace")
+        else:
+            text, used = _decode_utf8(data, "replace", False)
+            if used < len(data):
+                self._pending = data[used:]
+            if not text:
+                return ""
+        return self._take(text)
 
     def close(self) -> str:
         """The bytes ended: take a last unterminated line and event; return their visible text."""
@@ -171,10 +198,11 @@ class CompletionStream:
             new += self._take("\n")
         if not self.done and self._data:
             new += self._take("\n")
+        self._clean = False
         return new
 
     def _take(self, text: str) -> str:
-        """Decoded text: split it into lines (once), bound them, and take the complete ones."""
+        """Decoded text: split it into lines once, bound them, decode the events they complete."""
         if self._after_cr:
             self._after_cr = False
             if text[0] == "\n":
@@ -194,7 +222,7 @@ class CompletionStream:
             if self._rest_size > limit:
                 raise LineTooLong(limit)
             return ""
-        longest = self._rest_size + len(text)  # at most this long, cheap to know
+        longest = self._rest_size + len(text)  # no line is longer than this
         if pieces:
             pieces.append(lines[0])
             lines[0] = "".join(pieces)
@@ -204,10 +232,6 @@ class CompletionStream:
             pieces.append(rest)
         if longest > limit and max(self._rest_size, *map(len, lines)) > limit:
             raise LineTooLong(limit)
-        return self._lines(lines)
-
-    def _lines(self, lines: list[str]) -> str:
-        """Complete lines (without line ends): decode events; return their visible text."""
         data = self._data
         new = ""
         for line in lines:
@@ -224,7 +248,7 @@ class CompletionStream:
                     self._event = ""
                 continue
             if line.startswith("data:"):
-                value = line[6:] if line.startswith("data: ") else line[5:]
+                value = line[6:] if line[5:6] == " " else line[5:]
             elif line[0] == ":":  # a comment (keep-alive)
                 continue
             else:
@@ -235,65 +259,73 @@ class CompletionStream:
                     continue  # id:, retry:, unknown fields carry nothing used here
             if data:
                 self._data_size += len(value) + 1
-                if self._data_size > self._max_line:
-                    raise LineTooLong(self._max_line)
+                if self._data_size > limit:
+                    raise LineTooLong(limit)
             else:
                 self._data_size = len(value)
             data.append(value)
         return new
 
-    def _dispatch(self, data: str, name: str) -> str:
-        """One event's data: merge its chunk; return its visible text."""
-        if not data:
-            return ""
-        if name == "error":
-            if data.strip() == DONE:
-                self.done = True
+    def _dispatch(self, data: str | bytes, name: str) -> str:
+        """One event's data (text, or the bytes of a whole event): merge its chunk; return its
+        visible text."""
+        if name and name == "error":
+            if _text(data).strip() == DONE:
+                self.done, self._clean = True, False
                 return ""
-            raise UpstreamEvent(data)
+            raise UpstreamEvent(_text(data))
         try:
-            chunk, end = _raw_decode(data)
-            if end != len(data):
-                chunk = _JSON.decode(data)
-        except (ValueError, RecursionError):
-            try:
-                chunk = _JSON.decode(data)
-            except (ValueError, RecursionError):
-                if data.strip() == DONE:
-                    self.done = True
-                    return ""
-                raise BadEvent(data[:EXCERPT_CHARS]) from None
-        if data.count("{") + data.count("[") > self._max_depth and _too_deep(chunk, self._max_depth):
-            raise BadEvent(data[:EXCERPT_CHARS], f"nested deeper than {self._max_depth} levels")
-        if "\\ud" in data or "\\uD" in data:
-            chunk = _no_surrogates(chunk)
+            chunk = _from_json(data, allow_inf_nan=False)
+        except ValueError:  # NaN, a lone surrogate, invalid UTF-8, nesting past 200, not JSON
+            chunk = self._parse(_text(data))
+            if self.done:
+                return ""
         if type(chunk) is not dict:
             return ""
         if "error" in chunk and "choices" not in chunk:
-            raise UpstreamEvent(data)
-        new = self._merge(chunk)
+            raise UpstreamEvent(_text(data))
+        self.chunks += 1
+        top = self._top
+        if None in chunk.values():
+            for key, value in chunk.items():
+                if value is not None:
+                    top[key] = value
+        else:
+            top.update(chunk)  # choices, object and usage are dropped in result()
+        if "usage" in chunk:
+            self._take_usage(chunk["usage"])
+        choices = chunk.get("choices")
+        if not choices or type(choices) is not list:
+            return ""
+        if len(choices) == 1:
+            raw = choices[0]
+            new = self._merge_choice(0, raw) if type(raw) is dict else ""
+        else:
+            new = ""
+            for position, raw in enumerate(choices):
+                if type(raw) is dict:
+                    new += self._merge_choice(position, raw)
+        if new:
+            self.chars += len(new)
         if self.size > self._max_assembled:
             raise TooLarge(self._max_assembled)
         return new
 
-    def _merge(self, chunk: dict[str, Any]) -> str:
-        self.chunks += 1
-        top = self._top
-        for key, value in chunk.items():
-            if key in _SKIP_TOP:
-                if key == "usage":
-                    self._take_usage(value)
-            elif value is not None:
-                top[key] = value
-        choices = chunk.get("choices")
-        if not choices or type(choices) is not list:
-            return ""
-        new = ""
-        for position, raw in enumerate(choices):
-            if type(raw) is dict:
-                new += self._merge_choice(position, raw)
-        self.chars += len(new)
-        return new
+    def _parse(self, data: str) -> Any:
+        """JSON as the standard library reads it: NaN and Infinity become null, lone surrogates
+        U+FFFD; ``[DONE]`` sets :attr:`done`."""
+        try:
+            chunk = _JSON.decode(data)
+        except (ValueError, RecursionError):
+            if data.strip() == DONE:
+                self.done, self._clean = True, False
+                return None
+            raise BadEvent(data[:EXCERPT_CHARS]) from None
+        if "\\ud" in data or "\\uD" in data:
+            if data.count("{") + data.count("[") > self._max_depth and _too_deep(chunk, self._max_depth):
+                raise BadEvent(data[:EXCERPT_CHARS], f"nested deeper than {self._max_depth} levels")
+            chunk = _no_surrogates(chunk)
+        return chunk
 
     def _merge_choice(self, position: int, raw: dict[str, Any]) -> str:
         index = raw.get("index", position)
@@ -302,16 +334,17 @@ class CompletionStream:
         if choice is None:
             choice = self._choices[slot] = _Choice()
             self.size += _ENTRY_COST
-        new = ""
-        for key, value in raw.items():
-            if key in _SKIP_CHOICE:
-                if key == "finish_reason" and value is not None:
-                    choice.finish_reason = value
-            elif value is not None:
-                choice.extra[key] = value
+        finish = raw.get("finish_reason")
+        if finish is not None:
+            choice.finish_reason = finish
+        if not raw.keys() <= _PLAIN_CHOICE:
+            for key, value in raw.items():
+                if key not in _PLAIN_CHOICE and value is not None:
+                    choice.extra[key] = value
         delta = raw.get("delta") or raw.get("message")
         if type(delta) is not dict:
-            return new
+            return ""
+        new = ""
         for key, value in delta.items():
             if key in _TEXT_FIELDS:
                 if type(value) is str:
@@ -321,7 +354,7 @@ class CompletionStream:
                     else:
                         parts.append(value)
                     self.size += len(value)
-                    if key in _VISIBLE:
+                    if key != "refusal":
                         new += value
             elif key == "role":
                 choice.role = choice.role or value
@@ -362,7 +395,7 @@ class CompletionStream:
 
     def result(self) -> dict[str, Any]:
         """The assembled ``chat.completion`` (what the same call without ``stream`` returns)."""
-        top = dict(self._top)
+        top = {k: v for k, v in self._top.items() if k not in ("choices", "object", "usage")}
         completion: dict[str, Any] = {"id": top.pop("id", None), "object": "chat.completion"}
         for key in ("created", "model", "system_fingerprint"):
             if key in top:
@@ -371,6 +404,8 @@ class CompletionStream:
         if self._usage is not None:
             completion["usage"] = self._usage
         completion.update(top)
+        if _too_deep(completion, self._max_depth):
+            raise BadEvent("", f"nested deeper than {self._max_depth} levels")
         return completion
 
 
@@ -394,6 +429,10 @@ def _choice_result(index: int, choice: _Choice) -> dict[str, Any]:
     result: dict[str, Any] = {"index": index, "message": message, "finish_reason": choice.finish_reason}
     result.update(choice.extra)
     return result
+
+
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
 def _has_numbers(usage: dict[str, Any]) -> bool:
