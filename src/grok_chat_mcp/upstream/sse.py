@@ -212,10 +212,12 @@ class CompletionStream:
         if "\r" in text:
             self._after_cr = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        rest = lines.pop()
         pieces = self._pieces
         limit = self._max_line
+        if not (pieces or self._data) and "\n\n" in text and len(text) <= limit:
+            return self._events(text)
+        lines = text.split("\n")
+        rest = lines.pop()
         if not lines:  # no line end: all of it continues the line in progress
             pieces.append(rest)
             self._rest_size += len(rest)
@@ -232,7 +234,41 @@ class CompletionStream:
             pieces.append(rest)
         if longest > limit and max(self._rest_size, *map(len, lines)) > limit:
             raise LineTooLong(limit)
+        return self._lines(lines)
+
+    def _events(self, text: str) -> str:
+        """Text that starts a line, with no event in progress and no line over the limit: split
+        into events once; an event of one ``data: `` line goes straight to :meth:`_dispatch`."""
+        blocks = text.split("\n\n")
+        last = blocks.pop()
+        new = ""
+        for block in blocks:
+            if block.startswith("data: ") and "\n" not in block:
+                name = self._event
+                if name:
+                    self._event = ""
+                if len(block) > 6:
+                    new += self._dispatch(block[6:], name)
+            else:
+                lines = block.split("\n")
+                lines.append("")
+                new += self._lines(lines)
+            if self.done:
+                return new
+        if last:
+            lines = last.split("\n")
+            rest = lines.pop()
+            if rest:
+                self._pieces.append(rest)
+                self._rest_size = len(rest)
+            if lines:
+                new += self._lines(lines)
+        return new
+
+    def _lines(self, lines: list[str]) -> str:
+        """Whole lines (no line ends): decode the events they complete; return their text."""
         data = self._data
+        limit = self._max_line
         new = ""
         for line in lines:
             if not line:  # end of an event
