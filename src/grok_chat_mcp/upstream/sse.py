@@ -22,7 +22,7 @@ __all__ = [
 MAX_LINE_CHARS = 4 * 1024 * 1024
 #: The most characters a completion may assemble (text, reasoning, refusal, tool arguments).
 MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
-#: The deepest JSON nesting accepted in a chunk (a chunk is a few levels deep).
+#: The deepest JSON nesting accepted in the completion (checked on what is kept, in ``result()``).
 MAX_DEPTH = 64
 #: How much of an event a :class:`BadEvent` keeps.
 EXCERPT_CHARS = 8 * 1024
@@ -36,7 +36,6 @@ _PLAIN_CHOICE = frozenset(("index", "delta", "finish_reason", "message"))
 _decode_utf8 = codecs.utf_8_decode
 _from_json = pydantic_core.from_json
 _JSON = json.JSONDecoder(parse_constant=lambda _: None)  # NaN, Infinity, -Infinity: null
-_raw_decode = _JSON.raw_decode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -96,7 +95,8 @@ class CompletionStream:
     :meth:`feed` takes the bytes as they arrive, in any split; :meth:`close` marks their end. Both
     return the new visible text (``content`` and ``reasoning_content``) of the events they
     completed, and raise a :class:`StreamError` when the stream breaks a bound or reports an error.
-    A stream without ``data: [DONE]`` is not complete: see :attr:`done`.
+    A stream without ``data: [DONE]`` is not complete: see :attr:`done`. After a
+    :class:`StreamError` the object is spent.
     """
 
     __slots__ = (
@@ -171,6 +171,7 @@ class CompletionStream:
         return new
 
     def _decode(self, data: bytes) -> str:
+        """UTF-8, incrementally: a sequence cut by the end of ``data`` waits for the next read."""
         if self._pending:
             data = self._pending + data
             self._pending = b""
@@ -430,7 +431,8 @@ class CompletionStream:
             self._usage = usage
 
     def result(self) -> dict[str, Any]:
-        """The assembled ``chat.completion`` (what the same call without ``stream`` returns)."""
+        """The assembled ``chat.completion`` (what the same call without ``stream`` returns);
+        :class:`BadEvent` if what was kept is nested deeper than ``max_depth``."""
         top = {k: v for k, v in self._top.items() if k not in ("choices", "object", "usage")}
         completion: dict[str, Any] = {"id": top.pop("id", None), "object": "chat.completion"}
         for key in ("created", "model", "system_fingerprint"):
