@@ -27,13 +27,13 @@ SAYS = "Grok says: "
 
 def answer_from(output: str) -> str:
     """The final answer for a tool result: the completion's text if the result's JSON parses, else
-    all of it. Hosts wrap the JSON: Codex after ``Wall time: ...\nOutput:\n``, Gemini in
+    its start. Hosts wrap the JSON: Codex after ``Wall time: ...\nOutput:\n``, Gemini in
     ``<untrusted_context>``."""
     try:
         result = json.loads(output[output.index("{") : output.rindex("}") + 1])
         content = result["result"]["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return SAYS + output
+        return SAYS + output[:500]  # short: a long repeated text trips Gemini's loop detection
     return SAYS + str(content)
 
 
@@ -48,6 +48,8 @@ class ScriptedAPI:
     """A scripted model API in a background thread; use as a context manager."""
 
     requests: list[Recorded] = field(default_factory=list)
+    #: The text of each tool result the host sent back, as the model saw it.
+    tool_results: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -107,9 +109,10 @@ class ResponsesAPI(ScriptedAPI):
     def answer(self, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
         outputs = [item for item in body.get("input", ()) if item.get("type") == "function_call_output"]
         if outputs:
+            self.tool_results.append(text_of(outputs[-1]["output"]))
             item: dict[str, Any] = {
                 "type": "message", "id": "msg_2", "role": "assistant", "status": "completed",
-                "content": [{"type": "output_text", "text": answer_from(text_of(outputs[-1]["output"])),
+                "content": [{"type": "output_text", "text": answer_from(self.tool_results[-1]),
                              "annotations": []}],
             }  # fmt: skip
         else:
@@ -161,7 +164,8 @@ class GeminiAPI(ScriptedAPI):
             if "functionResponse" in part
         ]
         if responses:
-            part: dict[str, Any] = {"text": answer_from(response_text(responses[-1]["response"]))}
+            self.tool_results.append(response_text(responses[-1]["response"]))
+            part: dict[str, Any] = {"text": answer_from(self.tool_results[-1])}
         elif self.offers_tool(body):
             part = {"functionCall": {"name": self.tool, "args": ARGUMENTS}}
         else:  # a side request (the CLI's own helpers): answer it plainly

@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,40 @@ stream_max_retries = 0
 """
 
 
-def codex(home: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def codex(home: Path, *args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
     assert CODEX is not None
-    return run([CODEX, *args], home, home, timeout)
+    return run([CODEX, *args], home, home, timeout, **env)
+
+
+def documented_codex_entry(base_url: str) -> str:
+    """The page's ``[mcp_servers.grok]`` entry, with the stand-in as the server's upstream."""
+    entry = doc_block("toml")
+    token = f'ACEDATACLOUD_API_TOKEN = "{TOKEN}"'
+    assert token in entry
+    return entry.replace(token, f'{token}, ACEDATACLOUD_API_BASE_URL = "{base_url}"')
+
+
+def codex_exec(
+    home: Path, entry: str, top: str = "", **env: str
+) -> tuple[subprocess.CompletedProcess[str], ResponsesAPI]:
+    """``codex exec`` with this server entry (and top-level keys) against the scripted model."""
+    with ResponsesAPI() as model:
+        (home / ".codex").mkdir(exist_ok=True)
+        (home / ".codex" / "config.toml").write_text(top + CODEX_MODEL.format(url=model.url) + entry)
+        done = codex(home, "exec", "--skip-git-repo-check", PROMPT, timeout=60, **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, model
+
+
+def env_dumping_server(tmp_path: Path) -> tuple[Path, Path]:
+    """A command that writes its environment to a file, then becomes the server."""
+    wrapper, dump = tmp_path / "grok-chat-mcp-env", tmp_path / "server-env.json"
+    wrapper.write_text(
+        f"#!{sys.executable}\nimport json, os\n"
+        f"json.dump(dict(os.environ), open({str(dump)!r}, 'w'))\nos.execv({SCRIPT!r}, [{SCRIPT!r}])\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper, dump
 
 
 def codex_servers(home: Path) -> dict[str, Any]:
@@ -135,23 +167,49 @@ def test_codex_mcp_add_as_documented(tmp_path: Path) -> None:
 
 @needs_codex
 def test_codex_calls_the_tool_with_the_documented_config(tmp_path: Path, stand_in: Upstream) -> None:
-    entry = doc_block("toml")
-    token = f'ACEDATACLOUD_API_TOKEN = "{TOKEN}"'
-    assert token in entry
-    entry = entry.replace(token, f'{token}, ACEDATACLOUD_API_BASE_URL = "{stand_in.url("sse10")}"')
-    with ResponsesAPI() as model:
-        config = CODEX_MODEL.format(url=model.url) + entry
-        (tmp_path / ".codex").mkdir()
-        (tmp_path / ".codex" / "config.toml").write_text(config)
-        grok = codex_servers(tmp_path)["grok"]
-        assert grok["tool_timeout_sec"] == tomllib.loads(entry)["mcp_servers"]["grok"]["tool_timeout_sec"]
+    entry = documented_codex_entry(stand_in.url("sse10"))
+    (tmp_path / ".codex").mkdir()
+    (tmp_path / ".codex" / "config.toml").write_text(entry)
+    grok = codex_servers(tmp_path)["grok"]
+    assert grok["tool_timeout_sec"] == tomllib.loads(entry)["mcp_servers"]["grok"]["tool_timeout_sec"] == 1800
 
-        done = codex(tmp_path, "exec", "--skip-git-repo-check", PROMPT, timeout=60)
-
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, model = codex_exec(tmp_path, entry)
     assert "mcp__grok/grok_chat_completions" in model.offered_tools(0)  # `required`: no start-up race
     assert_one_call_reached(stand_in)
     assert ANSWER in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+@needs_codex
+@pytest.mark.parametrize("limit", [None, 100_000])
+def test_codex_cuts_a_big_answer_unless_its_token_limit_is_raised(
+    tmp_path: Path, stand_in: Upstream, limit: int | None
+) -> None:
+    top = "" if limit is None else f"tool_output_token_limit = {limit}\n"
+    _, model = codex_exec(tmp_path, documented_codex_entry(stand_in.url("big200")), top)
+    (seen,) = model.tool_results  # the server sent 204,800 x's in its JSON
+    if limit is None:  # about 12k characters: the start and the end, the middle elided
+        assert len(seen) < 15_000 and "tokens truncated" in seen, seen[:300]
+        assert '"content":"xxx' in seen and seen.endswith("}")
+    else:
+        assert "x" * 204_800 in seen
+
+
+@needs_codex
+def test_codex_passes_the_server_only_env_and_env_vars(tmp_path: Path, stand_in: Upstream) -> None:
+    wrapper, dump = env_dumping_server(tmp_path)
+    entry = documented_codex_entry(stand_in.url("sse10")).replace(SCRIPT, str(wrapper))
+    entry = entry.replace("required = true", 'required = true\nenv_vars = ["SSL_CERT_FILE"]')
+    codex_exec(
+        tmp_path,
+        entry,
+        SSL_CERT_FILE="/etc/proxy-ca.pem",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        GROK_MODEL="grok-3",
+    )
+    seen = json.loads(dump.read_text())
+    assert seen["ACEDATACLOUD_API_TOKEN"] == TOKEN
+    assert seen["SSL_CERT_FILE"] == "/etc/proxy-ca.pem"  # named in env_vars
+    assert "HTTPS_PROXY" not in seen and "GROK_MODEL" not in seen
 
 
 # Gemini CLI ------------------------------------------------------------------------------------
@@ -198,10 +256,10 @@ def test_gemini_mcp_add_as_documented_connects(tmp_path: Path) -> None:
     assert line.endswith("Connected"), shown  # it started the server and connected
 
 
-@needs_gemini
-def test_gemini_calls_the_tool_with_the_documented_settings(tmp_path: Path, stand_in: Upstream) -> None:
+def gemini_prompt(tmp_path: Path, base_url: str) -> tuple[subprocess.CompletedProcess[str], GeminiAPI, Path]:
+    """``gemini -p`` with the page's settings entry, the stand-in as upstream, the scripted model."""
     entry = json.loads(doc_block("json"))
-    entry["mcpServers"]["grok"]["env"]["ACEDATACLOUD_API_BASE_URL"] = stand_in.url("sse10")
+    entry["mcpServers"]["grok"]["env"]["ACEDATACLOUD_API_BASE_URL"] = base_url
     home, project = gemini_home(tmp_path, GEMINI_SETTINGS | entry)
     with GeminiAPI() as model:
         done = gemini(
@@ -209,7 +267,51 @@ def test_gemini_calls_the_tool_with_the_documented_settings(tmp_path: Path, stan
             GEMINI_API_KEY="scripted-key", GOOGLE_GEMINI_BASE_URL=model.url,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    return done, model, home
+
+
+@needs_gemini
+def test_gemini_calls_the_tool_with_the_documented_settings(tmp_path: Path, stand_in: Upstream) -> None:
+    done, model, _ = gemini_prompt(tmp_path, stand_in.url("sse10"))
     first, *_ = model.requests
     assert model.tool in model.offered_tools(first.body)
     assert_one_call_reached(stand_in)
     assert ANSWER in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+@needs_gemini
+def test_gemini_keeps_the_first_8k_and_last_32k_characters_of_a_big_answer(
+    tmp_path: Path, stand_in: Upstream
+) -> None:
+    _, model, home = gemini_prompt(tmp_path, stand_in.url("big200"))
+    seen = model.tool_results[0]
+    notice, _, kept = seen.partition("\n")
+    assert notice.startswith("Output too large. Showing first 8,000 and last 32,000 characters."), notice
+    saved = Path(notice.rpartition(": ")[2])
+    assert saved.is_relative_to(home) and "x" * 204_800 in saved.read_text()  # the whole answer, in a file
+    assert 40_000 <= len(kept) < 40_500 and kept.rstrip().endswith("</untrusted_context>")
+
+
+@needs_gemini
+def test_gemini_strips_secrets_and_certificates_from_the_servers_environment(tmp_path: Path) -> None:
+    wrapper, dump = env_dumping_server(tmp_path)
+    server = {
+        "command": str(wrapper),
+        "env": {"ACEDATACLOUD_API_TOKEN": TOKEN, "SSL_CERT_FILE": "$SSL_CERT_FILE"},
+    }
+    home, project = gemini_home(tmp_path, GEMINI_SETTINGS | {"mcpServers": {"grok": server}})
+    shell: dict[str, str] = {
+        "ACEDATACLOUD_API_TOKEN": "from-the-shell", "SSL_CERT_FILE": "/etc/proxy-ca.pem",
+        "SSL_CERT_DIR": "/etc/certs",
+        "HTTPS_PROXY": "http://user:secret@127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+        "REQUESTS_CA_BUNDLE": "/etc/proxy-ca.pem", "GROK_MODEL": "grok-3",
+    }  # fmt: skip
+    listed = gemini(home, project, "mcp", "list", timeout=30, **shell)
+    assert "Connected" in listed.stdout + listed.stderr, listed.stdout + listed.stderr
+    seen = json.loads(dump.read_text())
+    assert seen["ACEDATACLOUD_API_TOKEN"] == TOKEN  # from `env`, not the shell
+    assert seen["SSL_CERT_FILE"] == "/etc/proxy-ca.pem"  # only because `env` names it
+    assert "SSL_CERT_DIR" not in seen and "HTTPS_PROXY" not in seen  # a *CERT* name; a URL with a password
+    assert {name: seen.get(name) for name in ("HTTP_PROXY", "REQUESTS_CA_BUNDLE", "GROK_MODEL")} == {
+        name: shell[name] for name in ("HTTP_PROXY", "REQUESTS_CA_BUNDLE", "GROK_MODEL")
+    }
