@@ -47,6 +47,8 @@ class Recorded:
 class ScriptedAPI:
     """A scripted model API in a background thread; use as a context manager."""
 
+    #: What the model asks the tool.
+    arguments: dict[str, Any] = field(default_factory=lambda: ARGUMENTS)
     requests: list[Recorded] = field(default_factory=list)
     #: The text of each tool result the host sent back, as the model saw it.
     tool_results: list[str] = field(default_factory=list)
@@ -119,7 +121,7 @@ class ResponsesAPI(ScriptedAPI):
             item = {
                 "type": "function_call", "id": "fc_1", "call_id": "call_1", "status": "completed",
                 "name": "grok_chat_completions", "namespace": self.namespace,
-                "arguments": json.dumps(ARGUMENTS),
+                "arguments": json.dumps(self.arguments),
             }  # fmt: skip
         number = len(self.requests)
         events: list[dict[str, Any]] = [
@@ -167,7 +169,7 @@ class GeminiAPI(ScriptedAPI):
             self.tool_results.append(response_text(responses[-1]["response"]))
             part: dict[str, Any] = {"text": answer_from(self.tool_results[-1])}
         elif self.offers_tool(body):
-            part = {"functionCall": {"name": self.tool, "args": ARGUMENTS}}
+            part = {"functionCall": {"name": self.tool, "args": self.arguments}}
         else:  # a side request (the CLI's own helpers): answer it plainly
             part = {"text": "{}"}
         reply = {

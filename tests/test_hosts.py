@@ -135,12 +135,13 @@ def codex_exec(
     return done, model
 
 
-def env_dumping_server(tmp_path: Path) -> tuple[Path, Path]:
-    """A command that writes its environment to a file, then becomes the server."""
+def env_dumping_server(tmp_path: Path, delay: float = 0) -> tuple[Path, Path]:
+    """A command that writes its environment to a file, waits ``delay`` seconds, then becomes the server."""
     wrapper, dump = tmp_path / "grok-chat-mcp-env", tmp_path / "server-env.json"
     wrapper.write_text(
-        f"#!{sys.executable}\nimport json, os\n"
-        f"json.dump(dict(os.environ), open({str(dump)!r}, 'w'))\nos.execv({SCRIPT!r}, [{SCRIPT!r}])\n"
+        f"#!{sys.executable}\nimport json, os, time\n"
+        f"json.dump(dict(os.environ), open({str(dump)!r}, 'w'))\ntime.sleep({delay})\n"
+        f"os.execv({SCRIPT!r}, [{SCRIPT!r}])\n"
     )
     wrapper.chmod(0o755)
     return wrapper, dump
@@ -212,6 +213,30 @@ def test_codex_passes_the_server_only_env_and_env_vars(tmp_path: Path, stand_in:
     assert "HTTPS_PROXY" not in seen and "GROK_MODEL" not in seen
 
 
+@needs_codex
+@pytest.mark.parametrize("required", [True, False])
+def test_codex_waits_for_a_slow_server_only_if_required(
+    tmp_path: Path, stand_in: Upstream, required: bool
+) -> None:
+    wrapper, _ = env_dumping_server(tmp_path, delay=2.5)  # Codex gives other servers about 1 s
+    entry = documented_codex_entry(stand_in.url("sse10")).replace(SCRIPT, str(wrapper))
+    if not required:
+        entry = entry.replace("required = true\n", "")
+    done, model = codex_exec(tmp_path, entry)
+    assert ("mcp__grok/grok_chat_completions" in model.offered_tools(0)) is required
+    assert (ANSWER in done.stdout) is required
+
+
+@needs_codex
+def test_codex_tool_timeout_sec_ends_a_long_call(tmp_path: Path, stand_in: Upstream) -> None:
+    entry = documented_codex_entry(stand_in.url("slow6000")).replace(
+        "tool_timeout_sec = 1800", "tool_timeout_sec = 2"
+    )
+    _, model = codex_exec(tmp_path, entry)
+    (seen,) = model.tool_results
+    assert "timed out awaiting tools/call after 2s" in seen, seen
+
+
 # Gemini CLI ------------------------------------------------------------------------------------
 
 #: The user settings a signed-in user has (the API-key method), without update or usage traffic.
@@ -256,12 +281,16 @@ def test_gemini_mcp_add_as_documented_connects(tmp_path: Path) -> None:
     assert line.endswith("Connected"), shown  # it started the server and connected
 
 
-def gemini_prompt(tmp_path: Path, base_url: str) -> tuple[subprocess.CompletedProcess[str], GeminiAPI, Path]:
-    """``gemini -p`` with the page's settings entry, the stand-in as upstream, the scripted model."""
+def gemini_prompt(
+    tmp_path: Path, base_url: str, model: GeminiAPI | None = None, **server: Any
+) -> tuple[subprocess.CompletedProcess[str], GeminiAPI, Path]:
+    """``gemini -p`` with the page's settings entry (``server`` keys replaced), the stand-in as
+    upstream, the scripted model."""
     entry = json.loads(doc_block("json"))
     entry["mcpServers"]["grok"]["env"]["ACEDATACLOUD_API_BASE_URL"] = base_url
+    entry["mcpServers"]["grok"].update(server)
     home, project = gemini_home(tmp_path, GEMINI_SETTINGS | entry)
-    with GeminiAPI() as model:
+    with model or GeminiAPI() as model:
         done = gemini(
             home, project, "-p", PROMPT, "--approval-mode", "yolo", "--model", "gemini-2.5-flash", timeout=60,
             GEMINI_API_KEY="scripted-key", GOOGLE_GEMINI_BASE_URL=model.url,
@@ -315,3 +344,19 @@ def test_gemini_strips_secrets_and_certificates_from_the_servers_environment(tmp
     assert {name: seen.get(name) for name in ("HTTP_PROXY", "REQUESTS_CA_BUNDLE", "GROK_MODEL")} == {
         name: shell[name] for name in ("HTTP_PROXY", "REQUESTS_CA_BUNDLE", "GROK_MODEL")
     }
+
+
+@needs_gemini
+def test_gemini_timeout_ends_a_long_call(tmp_path: Path, stand_in: Upstream) -> None:
+    _, model, _ = gemini_prompt(tmp_path, stand_in.url("slow9000"), timeout=6000)  # also the start-up limit
+    (seen,) = model.tool_results
+    assert "MCP error -32001: Request timed out" in seen, seen
+
+
+@needs_gemini
+def test_gemini_checks_the_arguments_against_the_schema_itself(tmp_path: Path, stand_in: Upstream) -> None:
+    arguments = {**ARGUMENTS, "temperature": 5}
+    _, model, _ = gemini_prompt(tmp_path, stand_in.url("sse10"), GeminiAPI(arguments=arguments))
+    (seen,) = model.tool_results
+    assert "temperature must be <= 2" in seen, seen
+    assert not stand_in.requests  # refused before the call
