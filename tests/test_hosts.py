@@ -282,14 +282,18 @@ def test_gemini_mcp_add_as_documented_connects(tmp_path: Path) -> None:
 
 
 def gemini_prompt(
-    tmp_path: Path, base_url: str, model: GeminiAPI | None = None, **server: Any
+    tmp_path: Path,
+    base_url: str,
+    model: GeminiAPI | None = None,
+    settings: dict[str, Any] | None = None,
+    **server: Any,
 ) -> tuple[subprocess.CompletedProcess[str], GeminiAPI, Path]:
-    """``gemini -p`` with the page's settings entry (``server`` keys replaced), the stand-in as
-    upstream, the scripted model."""
+    """``gemini -p`` with the page's settings entry (``server`` keys replaced) and ``settings``,
+    the stand-in as upstream, the scripted model."""
     entry = json.loads(doc_block("json"))
     entry["mcpServers"]["grok"]["env"]["ACEDATACLOUD_API_BASE_URL"] = base_url
     entry["mcpServers"]["grok"].update(server)
-    home, project = gemini_home(tmp_path, GEMINI_SETTINGS | entry)
+    home, project = gemini_home(tmp_path, GEMINI_SETTINGS | entry | (settings or {}))
     with model or GeminiAPI() as model:
         done = gemini(
             home, project, "-p", PROMPT, "--approval-mode", "yolo", "--model", "gemini-2.5-flash", timeout=60,
@@ -309,11 +313,16 @@ def test_gemini_calls_the_tool_with_the_documented_settings(tmp_path: Path, stan
 
 
 @needs_gemini
-def test_gemini_keeps_the_first_8k_and_last_32k_characters_of_a_big_answer(
-    tmp_path: Path, stand_in: Upstream
+@pytest.mark.parametrize("threshold", [None, 300_000])
+def test_gemini_keeps_the_first_8k_and_last_32k_characters_unless_its_threshold_is_raised(
+    tmp_path: Path, stand_in: Upstream, threshold: int | None
 ) -> None:
-    _, model, home = gemini_prompt(tmp_path, stand_in.url("big200"))
-    seen = model.tool_results[0]
+    settings = {} if threshold is None else {"tools": {"truncateToolOutputThreshold": threshold}}
+    _, model, home = gemini_prompt(tmp_path, stand_in.url("big200"), settings=settings)
+    seen = model.tool_results[0]  # the server sent 204,800 x's in its JSON
+    if threshold is not None:
+        assert "x" * 204_800 in seen
+        return
     notice, _, kept = seen.partition("\n")
     assert notice.startswith("Output too large. Showing first 8,000 and last 32,000 characters."), notice
     saved = Path(notice.rpartition(": ")[2])
