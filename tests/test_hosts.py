@@ -1,9 +1,10 @@
 """docs/clients-codex-gemini.md, run with the real Codex CLI and Gemini CLI (offline).
 
 Each host is registered the way the page says, in a home directory under ``tmp_path``, and makes
-one real call of our tool: a scripted model API on 127.0.0.1 (tests/scripted_models.py) asks for
-the call and then repeats the completion's text, and our server's upstream is the stand-in
-(tests/upstream.py). CI installs both CLIs into ``.ci/node_modules``; without them these skip.
+real calls of our tool: a scripted model API on 127.0.0.1 (tests/scripted_models.py) asks for the
+call and then repeats the completion's text, and our server's upstream is the stand-in
+(tests/upstream.py). The page's limits (answer size, timeouts, start-up, environment) are checked
+the same way. CI installs both CLIs into ``.ci/node_modules``; without them these skip.
 """
 
 from __future__ import annotations
