@@ -13,12 +13,12 @@ import pytest
 import respx
 from mcp import Client
 
-from grok_chat_mcp.request import GrokRequest
-from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
+from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
+from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from tests.conftest import HELLO, TOKEN, completion, text_of
 
 pytestmark = pytest.mark.anyio

@@ -34,7 +34,7 @@ def test_check_prints_masked_configuration(tmp_path: Path) -> None:
     done = run_check(server_env("http://127.0.0.1:1/x", GROK_REQUEST_TIMEOUT="42"), tmp_path)
     assert done.returncode == 0
     assert TOKEN not in done.stdout
-    assert mask(TOKEN) in done.stdout and "from environment" in done.stdout
+    assert f"{mask(TOKEN)}  (environment)" in done.stdout
     assert "http://127.0.0.1:1/x" in done.stdout and "42 s read" in done.stdout
     assert "no request was made" in done.stdout
 
@@ -62,7 +62,7 @@ def test_live_check_says_what_works(
     env = server_env(stand_in.url("ok"), ACEDATACLOUD_API_TOKEN=token)
     done = run_check(env, tmp_path, "--live", "--model", model)
     assert done.returncode == code, done.stdout + done.stderr
-    assert f"(model {model}, max_tokens 1)" in done.stdout
+    assert f"(model {model}, max_completion_tokens 1)" in done.stdout
     assert verdict in done.stdout
     assert token not in done.stdout and "Traceback" not in done.stderr
     assert stand_in.requests[-1].body == {

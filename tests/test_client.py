@@ -10,10 +10,10 @@ import httpx
 import pytest
 import respx
 
-from grok_chat_mcp.request import GrokRequest
-from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
+from grok_chat_mcp.request import GrokRequest
+from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from tests.conftest import HELLO, TOKEN, URL, completion
 from tests.upstream import Upstream
 
@@ -347,7 +347,9 @@ async def test_transports_that_hand_over_a_read_response_work(settings: Settings
         return httpx.Response(200, json=completion("mocked"))
 
     async with make_http_client(settings, httpx.MockTransport(answer)) as http:
-        assert await GrokClient(http, settings).complete(GrokRequest.of({"messages": HELLO})) == completion("mocked")
+        assert await GrokClient(http, settings).complete(GrokRequest.of({"messages": HELLO})) == completion(
+            "mocked"
+        )
 
 
 def cookie_setting_upstream(seen: list[httpx.Request]) -> httpx.MockTransport:
@@ -379,6 +381,8 @@ async def test_a_proxy_named_in_the_environment_is_used(
     monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
     settings = Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)
     async with make_http_client(settings) as http:
-        result = await GrokClient(http, settings).complete(GrokRequest.of({"model": "grok-4", "messages": HELLO}))
+        result = await GrokClient(http, settings).complete(
+            GrokRequest.of({"model": "grok-4", "messages": HELLO})
+        )
     assert result["choices"][0]["message"]["content"] == "pong"
     assert stand_in.requests[0].path == "http://grok.invalid/ok/grok/chat/completions"

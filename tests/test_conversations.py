@@ -52,7 +52,9 @@ class Caller:
 
 
 @asynccontextmanager
-async def connected(settings: Settings, caller: Callable[[Any], str | None] | None = None) -> AsyncIterator[Client]:
+async def connected(
+    settings: Settings, caller: Callable[[Any], str | None] | None = None
+) -> AsyncIterator[Client]:
     policy = CallPolicy(token=caller) if caller is not None else CallPolicy()
     async with Client(build_server(settings, policy=policy)) as client:
         yield client
@@ -118,7 +120,10 @@ async def test_a_stream_past_the_soft_limit_says_how_much_arrived(stand_in: Upst
 
 async def test_unknown_ids_tell_the_agent_to_resend_the_history(stand_in: Upstream, store: str) -> None:
     async with connected(settings_for(stand_in, store)) as client:
-        for arguments in ({"conversation_id": "conv_nope"}, {"conversation_id": "conv_nope", "messages": HELLO}):
+        for arguments in (
+            {"conversation_id": "conv_nope"},
+            {"conversation_id": "conv_nope", "messages": HELLO},
+        ):
             result = await client.call_tool(NAME, arguments)
             assert result.is_error
             assert "unknown or expired conversation_id" in text_of(result)
@@ -134,7 +139,10 @@ async def test_another_token_cannot_see_a_conversation(stand_in: Upstream, store
             "conversation_id"
         ]
         caller.token = "mallory-token-0002"
-        for arguments in ({"conversation_id": conversation_id}, {"conversation_id": conversation_id, "messages": HELLO}):
+        for arguments in (
+            {"conversation_id": conversation_id},
+            {"conversation_id": conversation_id, "messages": HELLO},
+        ):
             result = await client.call_tool(NAME, arguments)
             assert result.is_error and "unknown or expired conversation_id" in text_of(result)
         caller.token = "alice-token-000001"
@@ -153,7 +161,11 @@ async def test_sqlite_keeps_conversations_across_restarts(stand_in: Upstream, tm
         follow_up = [{"role": "user", "content": "still there?"}]
         result = await client.call_tool(NAME, {"conversation_id": conversation_id, "messages": follow_up})
         assert not result.is_error, text_of(result)
-    assert stand_in.requests[-1].body["messages"] == [*HELLO, {"role": "assistant", "content": "pong"}, *follow_up]
+    assert stand_in.requests[-1].body["messages"] == [
+        *HELLO,
+        {"role": "assistant", "content": "pong"},
+        *follow_up,
+    ]
 
 
 async def test_a_conversation_past_its_size_limit_is_refused(
@@ -162,7 +174,9 @@ async def test_a_conversation_past_its_size_limit_is_refused(
     monkeypatch.setattr("grok_chat_mcp.server.CONVERSATION_BYTES", 2000)
     async with connected(settings_for(stand_in, "memory")) as client:
         big = [{"role": "user", "content": "x" * 1500}]
-        conversation_id = (await client.call_tool(NAME, {"messages": big})).structured_content["conversation_id"]
+        conversation_id = (await client.call_tool(NAME, {"messages": big})).structured_content[
+            "conversation_id"
+        ]
         result = await client.call_tool(NAME, {"conversation_id": conversation_id, "messages": big})
         assert result.is_error
         assert "start a new" in text_of(result).lower() or "limit" in text_of(result).lower()
@@ -181,7 +195,9 @@ async def test_a_failed_call_keeps_the_history_and_is_reported_to_collectors(sta
         assert result.is_error
         collected = await client.call_tool(NAME, {"conversation_id": conversation_id})
         assert collected.is_error and text_of(collected) == text_of(result)
-        await client.call_tool(NAME, {"conversation_id": conversation_id, "messages": [{"role": "user", "content": "ok"}]})
+        await client.call_tool(
+            NAME, {"conversation_id": conversation_id, "messages": [{"role": "user", "content": "ok"}]}
+        )
     assert [m["content"] for m in stand_in.requests[-1].body["messages"]] == ["hi", "pong", "ok"]
 
 

@@ -360,18 +360,42 @@ async def test_port_zero_logs_the_real_port_and_tokens_never_reach_the_log(
     assert b"[redacted]" in stderr  # the DEBUG log did carry it, redacted
 
 
-async def test_connections_beyond_the_limit_get_503(stand_in: Upstream, tmp_path: Path) -> None:
-    process, port = start_cli(stand_in, tmp_path, "--max-connections", "3")
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # held open, sending nothing
+async def test_idle_connections_neither_lock_the_server_out_nor_stay_open(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    process, port = start_cli(stand_in, tmp_path, "--max-requests", "2", "--idle-timeout", "1")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]  # sending nothing
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 503
-            for sock in idle:
-                sock.close()
-            await anyio.sleep(0.3)
             assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+            async with mcp_client(f"http://127.0.0.1:{port}", None) as client:
+                assert (await client.list_tools()).tools
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b""  # closed by the server after the idle timeout
     finally:
         for sock in idle:
             sock.close()
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+async def test_requests_beyond_the_limit_get_503_and_health_still_answers(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    process, port = start_cli(stand_in, tmp_path, "--max-requests", "1")
+    try:
+        async with mcp_client(f"http://127.0.0.1:{port}", None) as client, anyio.create_task_group() as group:
+            slow = {"messages": HELLO, "user": "scenario:slow1500"}
+            group.start_soon(client.call_tool, "grok_chat_completions", slow)
+            while not stand_in.requests:
+                await anyio.sleep(0.02)
+            async with httpx.AsyncClient(timeout=10) as http:
+                body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+                headers = {"Accept": "application/json, text/event-stream"}
+                busy = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
+                assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+                assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+            group.cancel_scope.cancel()
+    finally:
         process.terminate()
         process.communicate(timeout=10)

@@ -15,8 +15,8 @@ import respx
 from mcp import Client
 from mcp_types import TextContent
 
-from grok_chat_mcp.images import image_type, inline_local_images, local_path
 from grok_chat_mcp.errors import InvalidArguments
+from grok_chat_mcp.images import image_type, inline_local_images, local_path
 from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import completion
 

@@ -117,7 +117,9 @@ async def test_the_stand_in_can_reject_what_the_table_believes_accepted(stand_in
     stand_in.rejects["grok-4.7"] = {"reasoning_effort"}
     result = await call(stand_in, {"messages": HELLO, "model": "grok-4.7", "reasoning_effort": "low"})
     assert stand_in.requests[0].body["reasoning_effort"] == "low"  # the table believed it accepted
-    assert not result.is_error, text_of(result)  # "Model grok-4.7 does not support parameter reasoningEffort."
+    assert not result.is_error, text_of(
+        result
+    )  # "Model grok-4.7 does not support parameter reasoningEffort."
     assert len(stand_in.requests) == 2 and "reasoning_effort" not in stand_in.requests[-1].body
     assert any("reasoning_effort was not sent" in note for note in result.structured_content["notes"])
 

@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> None:
         help="MCP requests served at once; more get HTTP 503, /health is always answered (default: 1024)",
     )
     web.add_argument(
+        "--idle-timeout",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="close a connection idle this long, before its first request too (default: 5)",
+    )
+    web.add_argument(
         "--allow-shared-token",
         action="store_true",
         help=f"on a non-loopback address, let requests without their own token use {TOKEN_VAR}",
@@ -151,7 +158,9 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     if problem is not None:
         logger.error("%s", problem)
         sys.exit(2)
-    http.serve(settings, policy, args.port, max_requests=max(1, args.max_requests))
+    http.serve(
+        settings, policy, args.port, max_requests=max(1, args.max_requests), idle_timeout=max(1, args.idle_timeout)
+    )
 
 
 def mask(token: str) -> str:

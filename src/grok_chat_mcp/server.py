@@ -56,11 +56,14 @@ class Upstream:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._http = await anyio.to_thread.run_sync(
-                        make_http_client, self._settings, self._transport
-                    )
-                    self._client = GrokClient(self._http, self._settings)
+                    self._client = await anyio.to_thread.run_sync(self._build)
         return self._client
+
+    def _build(self) -> GrokClient:
+        from grok_chat_mcp.upstream.client import GrokClient, make_http_client
+
+        self._http = make_http_client(self._settings, self._transport)
+        return GrokClient(self._http, self._settings)
 
     async def aclose(self) -> None:
         if self._http is not None:

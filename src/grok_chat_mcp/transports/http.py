@@ -41,6 +41,8 @@ LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 IDLE_TIMEOUT = 5
 #: MCP requests served at once; more get HTTP 503 (``GET /health`` is always answered).
 DEFAULT_MAX_REQUESTS = 1024
+#: Connections the kernel queues before the server accepts them.
+BACKLOG = 4096
 #: The largest JSON-RPC request body accepted (a request with a 20 MiB image as a data: URL).
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -225,7 +227,11 @@ def create_app(
     if not policy.shares_server_token:
         settings = replace(settings, api_token=None)
     call_policy = CallPolicy(
-        token=request_token, local_images=False, tracker=InFlight(), heartbeat=heartbeat, progress_needs_token=True
+        token=request_token,
+        local_images=False,
+        tracker=InFlight(),
+        heartbeat=heartbeat,
+        progress_needs_token=True,
     )
     server = build_server(settings, transport=transport, policy=call_policy)
     loopback = is_loopback(policy.host)
@@ -270,7 +276,14 @@ class IdleLimitedH11(H11Protocol):
         )
 
 
-def serve(settings: Settings, policy: Policy, port: int, *, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
+def serve(
+    settings: Settings,
+    policy: Policy,
+    port: int,
+    *,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    idle_timeout: int = IDLE_TIMEOUT,
+) -> None:
     """Run the HTTP server until interrupted; logs the address it really bound (``--port 0``)."""
     from grok_chat_mcp import eventloop
 
@@ -279,6 +292,7 @@ def serve(settings: Settings, policy: Policy, port: int, *, max_requests: int = 
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((policy.host.strip("[]"), port))
+    sock.listen(BACKLOG)  # connections wait in the backlog until the server accepts them
     bound = sock.getsockname()[1]
     logger.info("serving MCP at http://%s:%d%s", _host_header(policy.host), bound, MCP_PATH)
     config = uvicorn.Config(
@@ -288,8 +302,8 @@ def serve(settings: Settings, policy: Policy, port: int, *, max_requests: int = 
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=IDLE_TIMEOUT,
-        backlog=4096,
+        timeout_keep_alive=idle_timeout,
+        backlog=BACKLOG,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -25,9 +25,9 @@ from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError, missing_token
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
-from grok_chat_mcp.stream import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
 from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
+from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=64, keepal
 
 #: Deepest JSON nesting accepted from upstream (a completion is a few levels deep).
 MAX_DEPTH = 64
+#: The longest event-stream line (one chunk; a whole tool call can arrive in one).
+MAX_LINE_CHARS = 4 * 1024 * 1024
+#: The most characters a streamed completion may assemble (text, reasoning, tool arguments).
+MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -178,7 +182,7 @@ class GrokClient:
             raise self._network_error(exc, call.attempt) from None
 
     async def _read_stream(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
-        stream = CompletionStream()
+        stream = CompletionStream(max_line_chars=MAX_LINE_CHARS, max_assembled_chars=MAX_ASSEMBLED_CHARS)
         try:
             async for piece in decoded(response):
                 text = stream.feed(piece)
@@ -186,15 +190,17 @@ class GrokClient:
                     await call.on_text(text)
                 if stream.done:
                     return stream.result()
-            stream.close()
+            text = stream.close()
+            if text and call.on_text is not None:
+                await call.on_text(text)
+            if stream.done:
+                return stream.result()
         except StreamError as exc:
             raise _stream_failure(exc, call) from None
         except httpx.TimeoutException:
             raise _truncated(stream, "no data arrived within the read timeout", call.attempt) from None
         except httpx.HTTPError as exc:
             raise _truncated(stream, f"the connection broke ({type(exc).__name__})", call.attempt) from None
-        if stream.done:
-            return stream.result()
         raise _truncated(stream, "the stream ended without data: [DONE]", call.attempt)
 
     def _timeout_error(self, attempt: int) -> GrokError:
@@ -251,7 +257,7 @@ def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
         data = json.loads(body, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         data = None
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data, MAX_DEPTH):
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(data):
         data = None  # deeper than any completion: refused, like non-JSON
     if not isinstance(data, dict):
         raise GrokError(
@@ -277,9 +283,10 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
         error.category, error.status = "Upstream error (in the stream)", None
         return error
     if isinstance(exc, BadEvent):
+        shown = excerpt(call.secrets.redact(exc.excerpt)) if exc.excerpt else f"({exc.reason})"
         return GrokError(
             "Upstream error",
-            "the event stream carried a non-JSON event: " + excerpt(call.secrets.redact(exc.data[:8192])),
+            "the event stream carried a non-JSON event: " + shown,
             "Try again, or call without stream.",
             status=200,
             attempts=call.attempt,
@@ -290,6 +297,19 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
         "Ask for less (max_completion_tokens), or check ACEDATACLOUD_API_BASE_URL if this is not the real API.",
         attempts=call.attempt,
     )
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values() if isinstance(item, dict | list))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+    return False
 
 
 def _truncated(stream: CompletionStream, why: str, attempt: int) -> GrokError:
