@@ -3,7 +3,7 @@
     python bench/run.py            # full run; installs mcp-grok into bench/.venvs/ on first use
     python bench/run.py --quick    # a short run (CI uses it to prove the benchmark works)
 
-Everything talks to a stand-in upstream on 127.0.0.1 (tests/upstream.py). Each server is driven
+Everything talks to a stand-in upstream on 127.0.0.1 (standin/upstream.py). Each server is driven
 by a minimal raw JSON-RPC client over stdio, the same for all, so differences are the servers'.
 Prints a markdown table (medians, p95 and ratios) and writes JSON. Times are never asserted on.
 """
@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.upstream import Upstream  # noqa: E402
+from standin.upstream import Upstream  # noqa: E402
 
 TOKEN = "bench-token-0000"
 HELLO = [{"role": "user", "content": "ping"}]

@@ -11,16 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import respx
 from mcp import Client, StdioServerParameters
 from mcp_types import TextContent
+from standin.upstream import Upstream
+from standin.upstream import completion as upstream_completion
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import CallPolicy
-from tests.upstream import Upstream
-from tests.upstream import completion as upstream_completion
 
 TOKEN = "sk-test-secret-token-0123456789"
 BASE = "https://api.acedata.cloud"
@@ -49,7 +50,7 @@ def text_of(result: Any) -> str:
     return block.text
 
 
-#: The receipt line for the stand-in's usage (tests/upstream.py XAI_USAGE).
+#: The receipt line for the stand-in's usage (standin/upstream.py XAI_USAGE).
 USAGE_NOTE = "tokens: 5 in, 7 out (20 reasoning); cost $0.003776."
 
 
@@ -64,6 +65,13 @@ def answer(result: Any) -> dict[str, Any]:
 
 def completion(content: str = "pong", model: str = "grok-4") -> dict[str, Any]:
     return upstream_completion(model, content)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/slow are marked slow: subprocesses, real clients, packaging, linters."""
+    for item in items:
+        if "slow" in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -83,7 +91,7 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def stand_in() -> Iterator[Upstream]:
-    """A fresh stand-in upstream on 127.0.0.1 (tests/upstream.py)."""
+    """A fresh stand-in upstream on 127.0.0.1 (standin/upstream.py)."""
     with Upstream() as upstream:
         yield upstream
 
@@ -116,3 +124,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while server.pid and time.monotonic() < deadline:  # the server removes its pid file on exit
         time.sleep(0.01)
+
+
+async def wait_for_disconnect(stand_in: Upstream, limit: float = 3.0) -> float:
+    for _ in range(int(limit / 0.01)):  # polled: the stand-in records from its own threads
+        if stand_in.disconnects:
+            break
+        await anyio.sleep(0.01)
+    assert stand_in.disconnects, "the upstream connection was never closed"
+    return stand_in.disconnects[0]

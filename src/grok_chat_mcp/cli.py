@@ -159,7 +159,11 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
         logger.error("%s", problem)
         sys.exit(2)
     http.serve(
-        settings, policy, args.port, max_requests=max(1, args.max_requests), idle_timeout=max(1, args.idle_timeout)
+        settings,
+        policy,
+        args.port,
+        max_requests=max(1, args.max_requests),
+        idle_timeout=max(1, args.idle_timeout),
     )
 
 

@@ -17,11 +17,11 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from standin.upstream import SSE_WORDS, Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.transports.http import Policy, bearer, create_app, is_loopback
 from tests.conftest import HELLO, SCRIPT, server_env
-from tests.upstream import SSE_WORDS, Upstream
 
 pytestmark = pytest.mark.anyio
 SERVER_TOKEN = "server-own-token-0000"

@@ -12,13 +12,13 @@ import respx
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import METHOD_NOT_FOUND
+from standin.upstream import Upstream
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, TOKEN, USAGE_NOTE, answer, completion, text_of
-from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 

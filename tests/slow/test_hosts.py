@@ -3,7 +3,7 @@
 Each host is registered the way the page says, in a home directory under ``tmp_path``, and makes
 real calls of our tool: a scripted model API on 127.0.0.1 (tests/scripted_models.py) asks for the
 call and then repeats the completion's text, and our server's upstream is the stand-in
-(tests/upstream.py). The page's limits (answer size, timeouts, start-up, environment) are checked
+(standin/upstream.py). The page's limits (answer size, timeouts, start-up, environment) are checked
 the same way. CI installs both CLIs into ``.ci/node_modules``; without them these skip.
 """
 
@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standin.upstream import SSE_WORDS, Upstream
 
 from tests.conftest import SCRIPT, TOKEN
-from tests.scripted_models import ARGUMENTS, SAYS, GeminiAPI, ResponsesAPI
-from tests.test_cli_and_packaging import ROOT
-from tests.upstream import SSE_WORDS, Upstream
-
-pytestmark = pytest.mark.slow
+from tests.slow.scripted_models import ARGUMENTS, SAYS, GeminiAPI, ResponsesAPI
+from tests.slow.test_cli_and_packaging import ROOT
 
 DOC = ROOT / "docs" / "clients-codex-gemini.md"
 #: What the page writes for the console script's path.

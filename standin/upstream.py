@@ -1,6 +1,6 @@
 """A stand-in for AceDataCloud on 127.0.0.1, for end-to-end tests and benchmarks.
 
-It answers like the real API (the facts and their sources are in ``tests/README.md``): every request
+It answers like the real API (the facts and their sources are in ``standin/README.md``): every request
 is checked as upstream checks it (token, model, the arguments each model rejects, ``name`` on
 non-user messages) and refused with the real error bodies; ``grok-4`` and ``grok-3`` are answered by
 grok-4.3 (the response's ``model`` says so); usage carries ``completion_tokens_details.reasoning_tokens``
@@ -209,7 +209,9 @@ class Upstream:
             owner = upstream
 
         self._server = _Server((self.host, 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

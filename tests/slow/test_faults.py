@@ -16,13 +16,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from mcp import Client
 from mcp_types import TextContent
+from standin.upstream import Upstream
+from standin.upstream import completion as stand_in_completion
 
 from grok_chat_mcp.config import Settings, load_settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, SCRIPT, completion, params, server_env, text_of
-from tests.upstream import Upstream
-from tests.upstream import completion as stand_in_completion
 
 pytestmark = pytest.mark.anyio
 

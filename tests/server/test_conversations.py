@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME, CallPolicy
 from tests.conftest import HELLO, TOKEN, answer, text_of
-from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 

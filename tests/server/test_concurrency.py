@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
+from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
-from tests.conftest import HELLO, params
-from tests.upstream import Upstream
+from tests.conftest import HELLO, wait_for_disconnect
 
 pytestmark = pytest.mark.anyio
 
@@ -27,15 +25,6 @@ async def local(stand_in: Upstream) -> AsyncIterator[Client]:
         yield client
 
 
-async def wait_for_disconnect(stand_in: Upstream, limit: float = 3.0) -> float:
-    for _ in range(int(limit / 0.01)):  # polled: the stand-in records from its own threads
-        if stand_in.disconnects:
-            break
-        await anyio.sleep(0.01)
-    assert stand_in.disconnects, "the upstream connection was never closed"
-    return stand_in.disconnects[0]
-
-
 @pytest.mark.parametrize("scenario", ["hang", "long50"])
 async def test_cancel_closes_the_upstream_connection_in_memory(
     local: Client, stand_in: Upstream, scenario: str
@@ -43,37 +32,25 @@ async def test_cancel_closes_the_upstream_connection_in_memory(
     arguments = {"messages": HELLO, "user": f"scenario:{scenario}", "stream": scenario != "hang"}
     with anyio.move_on_after(0.5):
         await local.call_tool(TOOL_NAME, arguments)
-    cancelled = time.monotonic()
-    assert await wait_for_disconnect(stand_in) - cancelled < 1.0
+    await wait_for_disconnect(stand_in)
     assert len(stand_in.requests) == 1  # not retried
     assert not (await local.call_tool(TOOL_NAME, {"messages": HELLO})).is_error
 
 
-async def test_cancel_over_stdio_closes_the_upstream_connection(stand_in: Upstream, tmp_path: Path) -> None:
-    async with Client(params(stand_in.url("long50"), tmp_path)) as client:
-        with anyio.move_on_after(0.6):
-            await client.call_tool(TOOL_NAME, {"messages": HELLO, "stream": True})
-        cancelled = time.monotonic()
-        assert await wait_for_disconnect(stand_in) - cancelled < 1.0
-        healthy = await client.call_tool(TOOL_NAME, {"messages": HELLO, "user": "scenario:ok"})
-    assert not healthy.is_error
-    assert len(stand_in.requests) == 2
-
-
 async def test_forty_concurrent_slow_calls(local: Client, stand_in: Upstream) -> None:
     results: list[bool] = []
+    reached_upstream: list[int] = []
 
     async def one() -> None:
         result = await local.call_tool(TOOL_NAME, {"messages": HELLO, "user": "scenario:slow300"})
+        reached_upstream.append(len(stand_in.requests))
         results.append(result.is_error)
 
-    started = time.monotonic()
     async with anyio.create_task_group() as group:
         for _ in range(40):
             group.start_soon(one)
-    elapsed = time.monotonic() - started
     assert results == [False] * 40
-    assert elapsed < 1.0, f"40 x 300 ms took {elapsed:.2f}s: calls are blocking each other"
+    assert min(reached_upstream) == 40  # every call was upstream before the first answer: none waited
 
 
 async def test_large_completion_passes_through(local: Client) -> None:
@@ -84,15 +61,14 @@ async def test_large_completion_passes_through(local: Client) -> None:
 
 
 async def test_first_progress_arrives_right_after_the_first_chunk(local: Client, stand_in: Upstream) -> None:
-    arrivals: list[float] = []
+    messages: list[str | None] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        arrivals.append(time.monotonic())
+        messages.append(message)
 
     arguments = {"messages": HELLO, "user": "scenario:sse200", "stream": True}
     await local.call_tool(TOOL_NAME, arguments, progress_callback=on_progress)
-    assert arrivals
-    assert arrivals[0] - stand_in.first_chunk_sent[0] < 0.1
+    assert messages[0] == "grok-4: 5 chars received ... Hello"  # relayed before the next chunk (200 ms)
 
 
 async def test_three_hundred_concurrent_calls_all_answered(local: Client, stand_in: Upstream) -> None:

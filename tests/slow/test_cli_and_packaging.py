@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standin.upstream import Upstream
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.cli import mask
 from grok_chat_mcp.config import ENV_VARS
 from tests.conftest import SCRIPT, TOKEN, server_env
-from tests.upstream import Upstream
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

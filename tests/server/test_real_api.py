@@ -1,4 +1,4 @@
-"""The server against a stand-in that answers like the real API (tests/README.md has the facts)."""
+"""The server against a stand-in that answers like the real API (standin/README.md has the facts)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, TOKEN, text_of
-from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_types import TextContent
+from standin.upstream import SSE_WORDS, Upstream
 
-from tests.conftest import HELLO, SCRIPT, TOKEN, params, server_env
-from tests.upstream import SSE_WORDS, Upstream
+from tests.conftest import HELLO, SCRIPT, TOKEN, params, server_env, wait_for_disconnect
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +155,13 @@ async def test_stdio_client_with_captured_stderr(stand_in: Upstream, tmp_path: P
     text = log.read()
     assert "grok call ok" in text
     assert TOKEN not in text
+
+
+async def test_cancel_over_stdio_closes_the_upstream_connection(stand_in: Upstream, tmp_path: Path) -> None:
+    async with Client(params(stand_in.url("long50"), tmp_path)) as client:
+        with anyio.move_on_after(0.6):
+            await client.call_tool("grok_chat_completions", {"messages": HELLO, "stream": True})
+        await wait_for_disconnect(stand_in)
+        healthy = await client.call_tool("grok_chat_completions", {"messages": HELLO, "user": "scenario:ok"})
+    assert not healthy.is_error
+    assert len(stand_in.requests) == 2

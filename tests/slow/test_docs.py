@@ -12,7 +12,7 @@ import pytest
 from grok_chat_mcp.config import ENV_VARS
 from tests.conftest import SCRIPT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 #: Files other work adds; links to them are checked apart, with a message that says so.

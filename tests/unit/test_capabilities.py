@@ -251,7 +251,7 @@ def test_models_table_renders_as_json() -> None:
 
 
 def test_the_stand_in_tells_the_same_truth() -> None:
-    from tests import upstream
+    from standin import upstream
 
     assert set(upstream.MODELS) == set(CURRENT_MODELS)
     for model in CURRENT_MODELS:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKEN
-from tests.test_cli_and_packaging import ROOT
+from tests.slow.test_cli_and_packaging import ROOT
 
 
 def claude_binary() -> str | None:
@@ -75,14 +75,15 @@ TS_SDK = ROOT / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"
     not (TS_SDK.exists() and shutil.which("node")), reason="needs the TypeScript SDK in .ci (CI installs it)"
 )
 def test_typescript_sdk_client_sees_tools_only_and_stays_alive_on_progress(tmp_path: Path) -> None:
+    from standin.upstream import SSE_WORDS, Upstream
+
     from tests.conftest import SCRIPT, server_env
-    from tests.upstream import SSE_WORDS, Upstream
 
     node = shutil.which("node")
     assert node is not None
     with Upstream() as upstream:
         done = subprocess.run(
-            [node, str(ROOT / "tests" / "ts_client.mjs"), TS_SDK.as_uri(), SCRIPT],
+            [node, str(ROOT / "tests" / "slow" / "ts_client.mjs"), TS_SDK.as_uri(), SCRIPT],
             capture_output=True, text=True, env=server_env(upstream.url("ok")), cwd=tmp_path, timeout=120,
             check=False,
         )  # fmt: skip

@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 from tests.conftest import HELLO, TOKEN, URL, completion
-from tests.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 

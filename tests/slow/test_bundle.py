@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
+from standin.upstream import Upstream
 
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import ENV_VARS, TOKEN_VAR
 from grok_chat_mcp.tool import DESCRIPTION as TOOL_DESCRIPTION
 from grok_chat_mcp.tool import NAME as TOOL_NAME
 from tests.conftest import HELLO, TOKEN
-from tests.upstream import Upstream
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "bundle" / "manifest.json").read_text())
 MCPB_PACKAGE = ROOT / ".ci" / "node_modules" / "@anthropic-ai" / "mcpb"
 BIN = Path(sys.executable).parent

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standin.upstream import Upstream
 
 from tests.conftest import HELLO, SCRIPT, server_env
-from tests.upstream import Upstream
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
 
