@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--live",
         action="store_true",
-        help="with --check: also make one tiny real request (max_completion_tokens 1) to test the token and model",
+        help="with --check: also make one tiny real request (max_completion_tokens 1)",
     )
     parser.add_argument(
         "--model", default=None, help="with --check --live: the model to try (default: the default model)"

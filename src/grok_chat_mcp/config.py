@@ -83,7 +83,10 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     base_url = reader.get(BASE_URL_VAR) or DEFAULT_BASE_URL
     problem = None
     if not base_url.lower().startswith(("http://", "https://")):
-        problem = f"{BASE_URL_VAR}={base_url!r} does not start with http:// or https://; fix it (default: {DEFAULT_BASE_URL})"
+        problem = (
+            f"{BASE_URL_VAR}={base_url!r} does not start with http:// or https://; "
+            f"fix it (the default is {DEFAULT_BASE_URL})"
+        )
     timeout = reader.number("GROK_REQUEST_TIMEOUT", DEFAULT_TIMEOUT, positive=True)
     retries = reader.number("GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, whole=True, cap=MAX_RETRIES_CAP)
     level = (reader.get("LOG_LEVEL") or "INFO").upper()

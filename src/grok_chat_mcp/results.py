@@ -108,7 +108,8 @@ def running(conversation_id: str, seconds: float, chars: int) -> CallToolResult:
     }
     text = (
         f"Still running after {seconds:.0f} s ({chars:,} characters received so far); the answer is kept. "
-        f'Call grok_chat_completions again with only {{"conversation_id": "{conversation_id}"}} to collect it.'
+        "Call grok_chat_completions again with only "
+        f'{{"conversation_id": "{conversation_id}"}} to collect it.'
     )
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -101,7 +101,8 @@ def build_server(
     transport: httpx.AsyncBaseTransport | None = None,
     policy: tool.CallPolicy | None = None,
 ) -> Server[tool.Services]:
-    """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is the transport's say."""
+    """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is what the
+    transport decides for each call."""
     policy = policy or tool.CallPolicy()
     definition = tool.definition(input_schema())
 
@@ -114,7 +115,11 @@ def build_server(
                 calls = Calls(
                     store, group, return_after=settings.return_after, call_timeout=settings.call_timeout
                 )
-                yield tool.Services(upstream, Table(), calls, settings.api_token, group.start_soon)
+
+                def warm_up(start: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+                    group.start_soon(start)
+
+                yield tool.Services(upstream, Table(), calls, settings.api_token, warm_up)
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,7 +61,7 @@ def definition(input_schema: Mapping[str, Any]) -> Tool:
             idempotent_hint=False,
             open_world_hint=True,
         ),
-        meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
+        _meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
     )
 
 
@@ -103,7 +103,7 @@ class Services:
     calls: Calls
     api_token: str | None
     #: Starts a coroutine function in the background (the server's task group).
-    warm_up: Callable[[Callable[[], Awaitable[Any]]], None]
+    warm_up: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None]
 
 
 async def call(
@@ -218,7 +218,7 @@ async def _complete(
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):
             await store.finish(
-                conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), answer
+                conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), dict(answer)
             )
     return answer
 

@@ -294,7 +294,8 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
     return GrokError(
         "Response too large",
         f"{exc}; the call was stopped.",
-        "Ask for less (max_completion_tokens), or check ACEDATACLOUD_API_BASE_URL if this is not the real API.",
+        "Ask for less (max_completion_tokens), or check ACEDATACLOUD_API_BASE_URL if this is not the "
+        "real API.",
         attempts=call.attempt,
     )
 
