@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from mcp import Client
-
 from standin.upstream import Upstream
+
 from tests.conftest import HELLO, answer, params, text_of
 from tests.slow.test_http import mcp_client, start_cli
 
