@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
 from grok_chat_mcp.capabilities import canonical
-from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
+
+if TYPE_CHECKING:
+    from grok_chat_mcp.request import GrokRequest
 
 logger = logging.getLogger(__name__)
 

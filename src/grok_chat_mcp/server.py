@@ -60,6 +60,7 @@ class Upstream:
         return self._client
 
     def _build(self) -> GrokClient:
+        import grok_chat_mcp.request  # noqa: F401 - the validation models, loaded here rather than at start-up
         from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 
         self._http = make_http_client(self._settings, self._transport)

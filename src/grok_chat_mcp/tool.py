@@ -18,16 +18,16 @@ import anyio
 from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
-from grok_chat_mcp import arguments, results
+from grok_chat_mcp import results
 from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
 from grok_chat_mcp.conversations import Calls
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
-from grok_chat_mcp.request import GrokRequest, build
 from grok_chat_mcp.secrets import Secrets
 from grok_chat_mcp.store import StoreError, owner_of
 
 if TYPE_CHECKING:
+    from grok_chat_mcp.request import GrokRequest
     from grok_chat_mcp.upstream.client import GrokClient
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,10 @@ async def _call(
     token: str | None,
     secrets: Secrets,
 ) -> CallToolResult:
+    # Loaded on first use (the validation models take a while to build): docs/design.md, start-up.
+    from grok_chat_mcp import arguments
+    from grok_chat_mcp.request import build
+
     try:
         args = arguments.parse(params.arguments)
     except InvalidArguments as exc:
