@@ -27,7 +27,7 @@ from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
 from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
-from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent
+from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
         data = json.loads(body, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         data = None
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(data):
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data, MAX_DEPTH):
         data = None  # deeper than any completion: refused, like non-JSON
     if not isinstance(data, dict):
         raise GrokError(
@@ -298,19 +298,6 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
         "real API.",
         attempts=call.attempt,
     )
-
-
-def _too_deep(value: Any) -> bool:
-    stack = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(node, dict):
-            stack.extend((item, depth + 1) for item in node.values() if isinstance(item, dict | list))
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
-    return False
 
 
 def _truncated(stream: CompletionStream, why: str, attempt: int) -> GrokError:

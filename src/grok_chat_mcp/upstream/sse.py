@@ -359,7 +359,7 @@ class CompletionStream:
                 return None
             raise BadEvent(data[:EXCERPT_CHARS]) from None
         if "\\ud" in data or "\\uD" in data:
-            if data.count("{") + data.count("[") > self._max_depth and _too_deep(chunk, self._max_depth):
+            if data.count("{") + data.count("[") > self._max_depth and too_deep(chunk, self._max_depth):
                 raise BadEvent(data[:EXCERPT_CHARS], f"nested deeper than {self._max_depth} levels")
             chunk = _no_surrogates(chunk)
         return chunk
@@ -442,7 +442,7 @@ class CompletionStream:
         if self._usage is not None:
             completion["usage"] = self._usage
         completion.update(top)
-        if _too_deep(completion, self._max_depth):
+        if too_deep(completion, self._max_depth):
             raise BadEvent("", f"nested deeper than {self._max_depth} levels")
         return completion
 
@@ -477,7 +477,8 @@ def _has_numbers(usage: dict[str, Any]) -> bool:
     return any(isinstance(v, int | float) and not isinstance(v, bool) and v for v in usage.values())
 
 
-def _too_deep(value: Any, limit: int) -> bool:
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (walked without recursion)."""
     stack = [(value, 0)]
     while stack:
         node, depth = stack.pop()
