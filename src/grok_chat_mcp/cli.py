@@ -227,6 +227,7 @@ def live_check(settings: Settings, model: str | None) -> int:
     from grok_chat_mcp.request import GrokRequest
     from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 
+    logging.getLogger("grok_chat_mcp").setLevel(logging.CRITICAL)  # the verdict below says it all, once
     model = model or DEFAULT_MODEL
     payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
 

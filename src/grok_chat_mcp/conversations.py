@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 STORE_PROGRESS_EVERY = 2.0
 
 Job = Callable[[], Awaitable[Mapping[str, Any]]]
+INTERNAL_ERROR = GrokError(
+    "Internal error",
+    "the server failed while handling this call (its log has the details).",
+    "Call again; if it keeps failing, report it with the server's log.",
+)
 
 
 class Calls:
@@ -68,6 +73,9 @@ class Calls:
                     outcome.append(await job())
                 except GrokError as exc:
                     outcome.append(exc)
+                except Exception:  # a bug must not take the server (and every other call) down
+                    logger.exception("a call failed unexpectedly")
+                    outcome.append(INTERNAL_ERROR)
             done.set()
 
         self._group.start_soon(run)

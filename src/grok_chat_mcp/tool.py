@@ -221,9 +221,12 @@ async def _complete(
     store = services.calls.store
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):
-            await store.finish(
-                conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), dict(answer)
-            )
+            try:
+                await store.finish(
+                    conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), dict(answer)
+                )
+            except StoreError as exc:  # the caller still gets the answer; the conversation lacks it
+                logger.warning("the answer could not be stored: %s", exc)
     return answer
 
 
@@ -275,7 +278,10 @@ async def _fail(services: Services, conversation_id: str | None, text: str) -> N
     store = services.calls.store
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):
-            await store.fail(conversation_id, text)
+            try:
+                await store.fail(conversation_id, text)
+            except StoreError as exc:
+                logger.warning("the failure could not be stored: %s", exc)
 
 
 def _reply(completion: Mapping[str, Any]) -> dict[str, Any]:

@@ -291,3 +291,19 @@ async def test_a_tool_call_goes_through_the_proxy_the_environment_names(
         result = await client.call_tool(TOOL_NAME, {"messages": HELLO})
     assert not result.is_error, text_of(result)
     assert stand_in.requests[0].path == "http://grok.invalid/ok/grok/chat/completions"
+
+
+async def test_a_bug_in_one_call_is_a_tool_error_and_the_server_lives_on(
+    mcp: Client, upstream: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.post("/grok/chat/completions").respond(200, json=completion())
+
+    def broken(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("grok_chat_mcp.results.answer", broken)
+        result = await mcp.call_tool(TOOL_NAME, {"messages": HELLO})
+    assert result.is_error and text_of(result).startswith("Internal error:")
+    assert "a bug" not in text_of(result) and "Traceback" not in text_of(result)
+    assert not (await mcp.call_tool(TOOL_NAME, {"messages": HELLO})).is_error

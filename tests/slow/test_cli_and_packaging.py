@@ -68,7 +68,7 @@ def test_live_check_says_what_works(
     assert stand_in.requests[-1].body == {
         "model": model,
         "messages": [{"role": "user", "content": "ping"}],
-        "max_tokens": 1,
+        "max_completion_tokens": 1,
     }
 
 

@@ -119,9 +119,9 @@ class GrokClient:
             if result is None:
                 raise self._deadline_error(call.attempt)
         except GrokError as exc:
-            logger.warning("grok call failed after %.2fs: %s", time.perf_counter() - started, exc.category)
+            logger.warning("grok call failed after %.2f s: %s", time.perf_counter() - started, exc.category)
             raise
-        logger.info("grok call ok in %.2fs (model %s)", time.perf_counter() - started, result.get("model"))
+        logger.info("grok call ok in %.2f s (model %s)", time.perf_counter() - started, result.get("model"))
         return result
 
     async def _send_with_retries(self, call: _Call) -> dict[str, Any]:
@@ -155,7 +155,7 @@ class GrokClient:
         delay = _retry_after_seconds(retry_after)
         if delay is None:
             delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
-        logger.info("retrying after %s in %.2fs (attempt %d)", reason, delay, attempt + 1)
+        logger.info("retrying after %s in %.2f s (attempt %d)", reason, delay, attempt + 1)
         await self._sleep(delay)
 
     async def _read(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
