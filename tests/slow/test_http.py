@@ -383,19 +383,20 @@ async def test_requests_beyond_the_limit_get_503_and_health_still_answers(
     stand_in: Upstream, tmp_path: Path
 ) -> None:
     process, port = start_cli(stand_in, tmp_path, "--max-requests", "1")
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Accept": "application/json, text/event-stream", "Mcp-Protocol-Version": "2025-06-18"}
+    slow = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "grok_chat_completions",
+            "arguments": {"messages": HELLO, "user": "scenario:slow1500"}}}  # fmt: skip
     try:
-        async with mcp_client(f"http://127.0.0.1:{port}", None) as client, anyio.create_task_group() as group:
-            slow = {"messages": HELLO, "user": "scenario:slow1500"}
-            group.start_soon(client.call_tool, "grok_chat_completions", slow)
-            while not stand_in.requests:
-                await anyio.sleep(0.02)
-            async with httpx.AsyncClient(timeout=10) as http:
-                body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-                headers = {"Accept": "application/json, text/event-stream"}
-                busy = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
-                assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-                assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
-            group.cancel_scope.cancel()
+        async with httpx.AsyncClient(timeout=10) as http, anyio.create_task_group() as group:
+            group.start_soon(lambda: http.post(f"{url}/mcp", json=slow, headers=headers))
+            with anyio.fail_after(10):
+                while not stand_in.requests:  # the one request allowed is in flight
+                    await anyio.sleep(0.02)
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            busy = await http.post(f"{url}/mcp", json=ping, headers=headers)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert (await http.get(f"{url}/health")).status_code == 200
     finally:
         process.terminate()
         process.communicate(timeout=10)
