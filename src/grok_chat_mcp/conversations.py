@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 #: Seconds between progress updates written to the store (seen by collectors on other replicas).
 STORE_PROGRESS_EVERY = 2.0
 
-Job = Callable[[], Awaitable[Mapping[str, Any]]]
+Job = Callable[[], Awaitable[CallToolResult]]
 INTERNAL_ERROR = GrokError(
     "Internal error",
     "the server failed while handling this call (its log has the details).",
@@ -63,7 +62,7 @@ class Calls:
         Cancelling the tool call before then cancels the job, which closes the upstream request.
         """
         done = anyio.Event()
-        outcome: list[Mapping[str, Any] | GrokError] = []
+        outcome: list[CallToolResult | GrokError] = []
         scope = anyio.CancelScope()
         started = self._clock()
 
@@ -97,7 +96,7 @@ class Calls:
         first = outcome[0]
         if isinstance(first, GrokError):
             return results.error(str(first), secrets)
-        return results.success(first, secrets)
+        return first
 
     async def collect(
         self, owner: str, conversation_id: str, secrets: Secrets, relay: ProgressRelay | None

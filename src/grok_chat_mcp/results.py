@@ -82,15 +82,6 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def clean(structured: Mapping[str, Any], secrets: Secrets) -> Mapping[str, Any]:
-    """``structured`` without any secret (an upstream that echoes a token must not pass it on)."""
-    text = pydantic_core.to_json(structured, inf_nan_mode="null").decode()
-    if secrets.redact(text) is text:
-        return structured
-    cleaned: Mapping[str, Any] = secrets.redact_json(structured)
-    return cleaned
-
-
 def success(structured: Mapping[str, Any], secrets: Secrets) -> CallToolResult:
     """A result: structured content and the same as one compact JSON text block."""
     text = pydantic_core.to_json(structured, inf_nan_mode="null").decode()

@@ -174,7 +174,7 @@ async def _call(
         await _fail(services, conversation_id, f"Invalid arguments:\n{exc}")
         return results.error(f"Invalid arguments:\n{exc}", secrets)
 
-    async def job() -> Mapping[str, Any]:
+    async def job() -> CallToolResult:
         return await _complete(services, request, token, conversation_id, relay, secrets)
 
     return await calls.start(job, conversation_id, relay, secrets)
@@ -196,8 +196,8 @@ async def _complete(
     conversation_id: str | None,
     relay: ProgressRelay | None,
     secrets: Secrets,
-) -> Mapping[str, Any]:
-    """Send the request, store the answer (or the failure) and return the structured answer."""
+) -> CallToolResult:
+    """Send the request, store the answer (or the failure) and return the result."""
     grok: GrokClient = await services.grok()
     on_text = _on_text(services, conversation_id, relay) if request.stream else None
     try:
@@ -217,17 +217,20 @@ async def _complete(
             services, conversation_id, "The call was cancelled before it finished; send the message again."
         )
         raise
-    answer = results.clean(results.answer(completion, sent, conversation_id), secrets)
+    result = results.success(results.answer(completion, sent, conversation_id), secrets)
     store = services.calls.store
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):
             try:
                 await store.finish(
-                    conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), dict(answer)
+                    conversation_id,
+                    [dict(m) for m in sent.new_messages],
+                    _reply(completion),
+                    dict(result.structured_content or {}),
                 )
             except StoreError as exc:  # the caller still gets the answer; the conversation lacks it
                 logger.warning("the answer could not be stored: %s", exc)
-    return answer
+    return result
 
 
 async def _send(

@@ -21,6 +21,9 @@ from grok_chat_mcp.store._base import (
     valid_id,
 )
 
+#: Seconds between sweeps for expired conversations.
+SWEEP_EVERY = 60.0
+
 
 class MemoryStore:
     """A :class:`~grok_chat_mcp.store.Store` in a dict, least recently used first.
@@ -33,6 +36,7 @@ class MemoryStore:
         self._limits = limits or Limits()
         self._clock = clock
         self._records: OrderedDict[str, Record] = OrderedDict()
+        self._next_sweep = float("-inf")
         self._total = 0
         self._signals = Signals()
 
@@ -132,6 +136,11 @@ class MemoryStore:
         self._signals.fire(record.id)
 
     def _expire(self, now: float) -> None:
+        """Drop expired conversations; a sweep at most every :data:`SWEEP_EVERY` seconds (a lookup
+        checks its own conversation's expiry anyway)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY
         for record in [r for r in self._records.values() if r.expired(now, self._limits)]:
             self._remove(record)
 
