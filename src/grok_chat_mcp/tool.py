@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -98,7 +98,7 @@ class CallPolicy:
 class Services:
     """What every call shares (one per server process)."""
 
-    grok: Callable[[], Awaitable[GrokClient]]
+    grok: Callable[[], Coroutine[Any, Any, GrokClient]]
     table: Table
     calls: Calls
     api_token: str | None
