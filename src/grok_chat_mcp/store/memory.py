@@ -147,19 +147,21 @@ class MemoryStore:
     def _make_room(self, now: float, count: int, size: int, keep: str | None = None) -> None:
         """Evict the least recently used until ``count`` more conversations of ``size`` fit."""
         limits = self._limits
+        records, total = len(self._records), self._total
 
         def over() -> bool:
-            return (
-                len(self._records) + count > limits.max_conversations
-                or self._total + size > limits.max_total_bytes
-            )
+            return records + count > limits.max_conversations or total + size > limits.max_total_bytes
 
         if not over():
             return
-        for record in list(self._records.values()):
+        victims: list[Record] = []
+        for record in self._records.values():  # least recently used first: usually the first will do
             if record.id != keep and not record.busy(now, limits):
-                self._remove(record)
+                victims.append(record)
+                records, total = records - 1, total - record.size
                 if not over():
-                    return
-        if count:
+                    break
+        for victim in victims:
+            self._remove(victim)
+        if over() and count:
             raise store_full(sum(r.busy(now, limits) for r in self._records.values()))

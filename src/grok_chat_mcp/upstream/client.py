@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import CookieJar
 from typing import Any
 
 import anyio
@@ -49,6 +49,17 @@ MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
 OnText = Callable[[str], Awaitable[None]]
 
 
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing: no cookie an upstream sets is ever sent back (callers with
+    their own tokens share the client), and responses are not parsed for cookies at all."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
+
+
 def make_http_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -59,7 +70,7 @@ def make_http_client(
         headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
         transport=transport,
         trust_env=True,
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # no cookie is kept or sent back
+        cookies=NoCookies(),
     )
 
 
