@@ -1,7 +1,7 @@
-"""docs/clients-codex-gemini.md, run with the real Codex CLI and Gemini CLI (offline).
+"""docs/clients.md's Codex CLI and Gemini CLI sections, run with the real CLIs (offline).
 
 Each host is registered the way the page says, in a home directory under ``tmp_path``, and makes
-real calls of our tool: a scripted model API on 127.0.0.1 (tests/scripted_models.py) asks for the
+real calls of our tool: a scripted model API on 127.0.0.1 (tests/slow/scripted_models.py) asks for the
 call and then repeats the completion's text, and our server's upstream is the stand-in
 (standin/upstream.py). The page's limits (answer size, timeouts, start-up, environment) are checked
 the same way. CI installs both CLIs into ``.ci/node_modules``; without them these skip.
@@ -27,7 +27,9 @@ from tests.conftest import SCRIPT, TOKEN
 from tests.slow.scripted_models import ARGUMENTS, SAYS, GeminiAPI, ResponsesAPI
 from tests.slow.test_cli_and_packaging import ROOT
 
-DOC = ROOT / "docs" / "clients-codex-gemini.md"
+DOC = ROOT / "docs" / "clients.md"
+#: The part of the page these tests run: from this heading to the next section after Gemini CLI.
+SECTIONS = ("\n## Codex CLI\n", "\n## Gemini CLI\n")
 #: What the page writes for the console script's path.
 DOC_SCRIPT = "/path/to/grok-chat-mcp/.venv/bin/grok-chat-mcp"
 #: The completion the stand-in streams (scenario ``sse``), as the host's final output must show it.
@@ -53,7 +55,13 @@ needs_gemini = pytest.mark.skipif(GEMINI is None, reason="the Gemini CLI is not 
 
 
 def doc() -> str:
-    return DOC.read_text().replace(DOC_SCRIPT, SCRIPT).replace("your-token", TOKEN)
+    """The Codex CLI and Gemini CLI sections, with the script's path and the token filled in."""
+    start, gemini = SECTIONS
+    text = DOC.read_text()
+    codex_on = text.index(start)
+    gemini_end = text.find("\n## ", text.index(gemini, codex_on) + len(gemini))
+    part = text[codex_on : gemini_end if gemini_end >= 0 else None]
+    return part.replace(DOC_SCRIPT, SCRIPT).replace("your-token", TOKEN)
 
 
 def doc_command(prefix: str) -> list[str]:
