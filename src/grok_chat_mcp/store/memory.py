@@ -132,7 +132,17 @@ class MemoryStore:
         self._signals.fire(record.id)
 
     def _expire(self, now: float) -> None:
-        for record in [r for r in self._records.values() if r.expired(now, self._limits)]:
+        """Remove expired conversations, oldest first. Records are kept in the order they were last
+        updated, so the walk stops at the first idle record that has not expired: every later one
+        was updated after it (running ones are passed over, however old)."""
+        expired = []
+        for record in self._records.values():
+            if record.busy(now, self._limits):
+                continue
+            if not record.expired(now, self._limits):
+                break
+            expired.append(record)
+        for record in expired:
             self._remove(record)
 
     def _make_room(self, now: float, count: int, size: int, keep: str | None = None) -> None:
