@@ -373,7 +373,8 @@ async def throughput(
     out: Samples = {}
     async with fast_upstream() as base:
         env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
-        servers = {name: [await start_http(name, env), await start_http(name, env)] for name in names}
+        count = max(processes for _, _, processes in plan)
+        servers = {name: [await start_http(name, env) for _ in range(count)] for name in names}
         body = tools_call(1, {"model": "grok-4", "messages": HELLO})
         legacy_body = tools_call(1, {"model": "grok-4", "messages": HELLO}, modern=False)
         try:
