@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import stream_relay
-
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = re.compile(rb"<(\d+\.\d{6})>")
 MODERN = "2026-07-28"
@@ -209,17 +207,20 @@ class Connection:
 # 1. Stream relay --------------------------------------------------------------------------
 
 
-async def relay_in_process(reps: int, chunks: int) -> Samples:
-    """``bench/stream_relay.py``'s comparison: CPU per chunk of the relay loop alone, in-process."""
-    pieces = stream_relay.events(chunks)
-    runs = {"floor server": stream_relay.floor, "grok-chat-mcp": stream_relay.ours}
+async def relay_in_process(reps: int, chunks: int, quick: bool) -> Samples:
+    """``bench/stream_relay.py`` in a fresh process (a benchmark process full of earlier figures'
+    objects makes the collector's share noisy): CPU per chunk of the relay loop alone, ours and
+    the floor's on the same bytes, one event per read and (full runs) 16 KiB reads."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "stream_relay.py"), "--json", "--reps", str(reps),
+        "--chunks", str(chunks), *(["--quick"] if quick else []), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
     out: Samples = {}
-    for rep in range(reps):
-        for name in list(runs) if rep % 2 == 0 else list(reversed(runs)):
-            started = time.process_time()
-            await runs[name](pieces)
-            used = time.process_time() - started
-            add(out, name, "10k-chunk relay in-process, CPU per chunk (us)", used / chunks * 1e6)
+    for reads, runs in json.loads(stdout.splitlines()[-1]).items():
+        for run, name in (("floor", "floor server"), ("ours", "grok-chat-mcp")):
+            for value in runs[run]:
+                add(out, name, f"10k-chunk relay in-process, {reads}: CPU per chunk (us)", value)
     return out
 
 

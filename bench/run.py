@@ -370,7 +370,10 @@ async def what_users_feel(
         plan = [("legacy", 10, 1), ("modern", 10, 1)]
     everyone = [(server.name, server.command) for server in servers]
     steps: list[tuple[str, Callable[[], Awaitable[felt.Samples]]]] = [
-        ("stream relay in-process", lambda: felt.relay_in_process(reps["relay"], chunks)),
+        (
+            "stream relay in-process",
+            lambda: felt.relay_in_process(reps["relay"], chunks, reps["slow calls"] < 300),
+        ),
         (
             "10k-chunk streams over stdio",
             lambda: felt.relay_end_to_end(streaming, env, Peer.start, reps["streams"], chunks),
@@ -424,6 +427,8 @@ def targets(soak: int) -> dict[str, str]:
     return {
         "cold start (ms)": "<= 0.95 x floor",
         "cold start (million instructions)": "<= 0.95 x floor",
+        "cold start to tools/list (ms)": "<= 0.95 x floor",
+        "cold start to tools/list (million instructions)": "<= 0.85 x floor; moonshot < mcp-grok",
         "per call (ms)": "<= 0.8 x floor, <= 0.35 x mcp-grok",
         "per call (million instructions)": "reported (what load cannot move)",
         "pipelined calls (per s)": ">= 1.3 x floor",
@@ -442,8 +447,6 @@ def targets(soak: int) -> dict[str, str]:
 def target(figure: str, soak: int, slow_calls: int) -> str:
     """The target of a figure (issue 23's for what users feel)."""
     fixed = targets(soak) | {
-        "cold start to tools/list (ms)": "<= 0.95 x floor",
-        "cold start to tools/list (million instructions)": "<= 0.85 x floor; moonshot < mcp-grok",
         "slow calls over HTTP: completed": f"all {slow_calls}",
         "slow calls over HTTP: added latency per chunk p50 (ms)": "reported",
         "slow calls over HTTP: added latency per chunk p99 (ms)": "< 10 ms",
