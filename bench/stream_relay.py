@@ -115,7 +115,7 @@ def cpu(run: Run, pieces: list[bytes]) -> float:
     return time.process_time() - started
 
 
-def measure(name: str, pieces: list[bytes], chunks: int, reps: int) -> None:
+def measure(name: str, pieces: list[bytes], chunks: int, reps: int) -> dict[str, list[float]]:
     runs: dict[str, Run] = {"floor": floor, "ours": ours, "ours, wrapped": ours_wrapped}
     assert len({asyncio.run(run(pieces)) for run in runs.values()}) == 1, "the runs disagree"
     times: dict[str, list[float]] = {key: [] for key in runs}
@@ -133,6 +133,7 @@ def measure(name: str, pieces: list[bytes], chunks: int, reps: int) -> None:
             f"ratio of medians {mid / base:.2f}x the floor, per repetition {statistics.median(paired):.2f}x "
             f"({paired[len(paired) // 4]:.2f}-{paired[(3 * len(paired)) // 4]:.2f} quartiles)"
         )
+    return times
 
 
 def main() -> None:
@@ -140,12 +141,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few repetitions, under 5 s")
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=0, help="repetitions (default 5 quick, 21 full)")
+    parser.add_argument("--json", action="store_true", help="last line: the samples as JSON (bench/run.py)")
     args = parser.parse_args()
     reps = args.reps or (5 if args.quick else 21)
     pieces = events(args.chunks)
-    measure("one event per read", pieces, args.chunks, reps)
+    samples = {"one event per read": measure("one event per read", pieces, args.chunks, reps)}
     if not args.quick:
-        measure("16 KiB reads", coalesce(pieces, 16 * 1024), args.chunks, reps)
+        samples["16 KiB reads"] = measure("16 KiB reads", coalesce(pieces, 16 * 1024), args.chunks, reps)
+    if args.json:
+        print(json.dumps(samples))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -139,6 +139,11 @@ def build_server(
     ) -> CallToolResult:
         return await tool.call(ctx.lifespan_context, policy, ctx, params)
 
+    def tool_input_schema(name: str) -> Mapping[str, Any] | None:
+        """For the SDK's check of ``Mcp-Param-*`` headers on 2026-07-28 calls, which otherwise runs
+        ``tools/list`` again for every call (docs/benchmarks.md)."""
+        return definition.input_schema if name == definition.name else None
+
     server: Server[tool.Services] = Server(
         NAME,
         version=__version__,
@@ -146,6 +151,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         website_url="https://pypi.org/project/grok-chat-mcp/",
         lifespan=lifespan,
+        get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )

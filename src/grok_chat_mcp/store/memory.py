@@ -21,9 +21,6 @@ from grok_chat_mcp.store._base import (
     valid_id,
 )
 
-#: Seconds between sweeps for expired conversations.
-SWEEP_EVERY = 60.0
-
 
 class MemoryStore:
     """A :class:`~grok_chat_mcp.store.Store` in a dict, least recently used first.
@@ -36,7 +33,6 @@ class MemoryStore:
         self._limits = limits or Limits()
         self._clock = clock
         self._records: OrderedDict[str, Record] = OrderedDict()
-        self._next_sweep = float("-inf")
         self._total = 0
         self._signals = Signals()
 
@@ -136,12 +132,17 @@ class MemoryStore:
         self._signals.fire(record.id)
 
     def _expire(self, now: float) -> None:
-        """Drop expired conversations; a sweep at most every :data:`SWEEP_EVERY` seconds (a lookup
-        checks its own conversation's expiry anyway)."""
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + SWEEP_EVERY
-        for record in [r for r in self._records.values() if r.expired(now, self._limits)]:
+        """Remove expired conversations, oldest first. Records are kept in the order they were last
+        updated, so the walk stops at the first idle record that has not expired: every later one
+        was updated after it (running ones are passed over, however old)."""
+        expired = []
+        for record in self._records.values():
+            if record.busy(now, self._limits):
+                continue
+            if not record.expired(now, self._limits):
+                break
+            expired.append(record)
+        for record in expired:
             self._remove(record)
 
     def _make_room(self, now: float, count: int, size: int, keep: str | None = None) -> None:
