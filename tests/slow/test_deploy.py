@@ -73,8 +73,9 @@ def test_release_pushes_the_image_the_kubernetes_example_runs() -> None:
     server = json.loads((ROOT / "server.json").read_text())
     owner = server["name"].split("/")[0].removeprefix("io.github.")
     manifest = (ROOT / "deploy" / "kubernetes" / "grok-chat-mcp.yaml").read_text()
-    images = re.findall(r"image: (\S+)", manifest)
-    assert images == [f"ghcr.io/{owner}/grok-chat-mcp:{__version__}"], "the image release.yml pushes"
+    ours, *others = re.findall(r"image: (\S+)", manifest)
+    assert ours == f"ghcr.io/{owner}/grok-chat-mcp:{__version__}", "the image release.yml pushes"
+    assert others == ["redis:7.4.1-alpine"]  # the shared conversation store, pinned
 
 
 def test_dockerfile_passes_hadolint() -> None:
