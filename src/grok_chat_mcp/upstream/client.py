@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
@@ -255,10 +256,17 @@ class _Call:
 def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
     try:
         data = json.loads(body, parse_constant=lambda _: None)
+    except UnicodeDecodeError:  # not UTF-8: what is not valid becomes U+FFFD, the answer is kept
+        try:
+            data = json.loads(body.decode("utf-8", "replace"), parse_constant=lambda _: None)
+        except (ValueError, RecursionError):
+            data = None
     except (ValueError, RecursionError):
         data = None
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(data):
         data = None  # deeper than any completion: refused, like non-JSON
+    if _SURROGATE_ESCAPE.search(body):
+        data = _valid_text(data)
     if not isinstance(data, dict):
         raise GrokError(
             "Unexpected response",
@@ -298,6 +306,25 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
         "real API.",
         attempts=call.attempt,
     )
+
+
+#: A JSON escape of a UTF-16 surrogate: a pair is one character, a lone one is not text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(value: Any) -> Any:
+    """``value`` with surrogate pairs joined and lone surrogates replaced by U+FFFD in every string
+    (keys too), so the answer can be encoded; called on JSON at most :data:`MAX_DEPTH` deep."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(item) for item in value]
+    return value
 
 
 def _too_deep(value: Any) -> bool:

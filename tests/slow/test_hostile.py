@@ -1,0 +1,254 @@
+"""Hostile clients, upstreams and inputs (issue 21), over the real console script and real clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standin.upstream import USAGE, chunk
+from standin.upstream import completion as stand_in_completion
+
+from tests.conftest import HELLO, SCRIPT, TOKEN, server_env
+from tests.slow.test_stdio_wire import Raw, call
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes, signals and terminals")
+
+#: ``auto`` is uvloop where it is installed; ``asyncio`` is the fallback.
+LOOPS = ["auto", "asyncio"]
+
+
+# --- a scripted upstream on a raw socket: any bytes, any timing ---------------------------------
+
+Reply = list[bytes | float]  # bytes to write, or seconds to wait
+
+
+@dataclass
+class Scripted:
+    """An HTTP/1.1 upstream on 127.0.0.1 whose answers are scripted byte for byte.
+
+    ``script(number, body)`` gives the reply to the ``number``-th request (from 0): byte strings
+    to write and pauses between them. Connections are kept alive; each request is recorded."""
+
+    script: Callable[[int, dict[str, Any]], Reply]
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+    disconnects: int = 0
+    _listener: socket.socket | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self) -> str:
+        assert self._listener is not None
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> Scripted:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._listener is not None
+        self._listener.close()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        buffer = b""
+        with connection:
+            try:
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        data = connection.recv(65536)
+                        if not data:
+                            return
+                        buffer += data
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    while len(buffer) < length:
+                        data = connection.recv(65536)
+                        if not data:
+                            return
+                        buffer += data
+                    body, buffer = json.loads(buffer[:length] or b"{}"), buffer[length:]
+                    with self._lock:
+                        number = len(self.requests)
+                        self.requests.append(body)
+                    for step in self.script(number, body):
+                        if isinstance(step, float):
+                            time.sleep(step)
+                        else:
+                            connection.sendall(step)
+            except OSError:
+                self.disconnects += 1
+
+
+def http_json(data: dict[str, Any] | bytes) -> bytes:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def sse_head() -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def http_chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def sse_events(pieces: list[str], *, pause: float = 0.0) -> Reply:
+    """A chunked event stream carrying ``pieces`` as content deltas, one transfer chunk each."""
+    reply: Reply = [sse_head(), http_chunk(chunk("grok-4.3", {"role": "assistant", "content": ""}))]
+    for piece in pieces:
+        reply += [http_chunk(chunk("grok-4.3", {"content": piece})), pause]
+    reply.append(http_chunk(chunk("grok-4.3", {}, "stop") + chunk("grok-4.3", None, usage=USAGE)))
+    reply += [http_chunk(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
+    return reply
+
+
+@pytest.fixture
+def raw_server(tmp_path: Path) -> Iterator[Callable[..., Raw]]:
+    """Starts the console script over pipes against a base URL; kills what it started."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(base_url: str, **env: str) -> Raw:
+        process = subprocess.Popen(
+            [SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=server_env(base_url, GROK_MAX_RETRIES="0", **env),
+            cwd=tmp_path,
+        )
+        started.append(process)
+        server = Raw(process)
+        server.initialize()
+        return server
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def until_reply(raw: Raw, request_id: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Notifications up to the reply to ``request_id``, and the reply."""
+    notes: list[dict[str, Any]] = []
+    for _ in range(10_000):
+        message = raw.receive(timeout=30)
+        if message.get("id") == request_id and "method" not in message:
+            return notes, message
+        notes.append(message)
+    raise AssertionError("no reply")
+
+
+def with_progress(request_id: int, arguments: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(call(request_id, json.dumps(arguments)))
+    message["params"]["_meta"] = {"progressToken": f"p-{request_id}"}
+    return message
+
+
+# --- 1. no fragment of a token in progress -------------------------------------------------------
+
+
+def fragments(secret: str, size: int = 6) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def test_progress_statuses_never_show_a_fragment_of_the_token(raw_server: Callable[..., Raw]) -> None:
+    """Upstream echoes the token in streamed text, cut at every offset; no status shows 6 of its
+    characters in a row (the tail was cut after redaction, so a partial token survived)."""
+    pieces = []
+    for offset in range(1, len(TOKEN)):
+        pieces += [
+            "a" * (offset * 3 % 70) + TOKEN[:offset],
+            TOKEN[offset:] + " then " + TOKEN + " x" * offset,
+        ]
+    with Scripted(lambda _n, _b: sse_events(pieces, pause=0.03)) as upstream:
+        raw = raw_server(upstream.url())
+        raw.send(with_progress(5, {"messages": HELLO, "stream": True}))
+        notes, reply = until_reply(raw, 5)
+    statuses = [n["params"]["message"] for n in notes if n.get("method") == "notifications/progress"]
+    assert len(statuses) > 5
+    assert reply["result"]["isError"] is False
+    assert "[redacted]" in reply["result"]["content"][0]["text"]  # the answer is redacted too
+    for status in statuses:
+        assert not [part for part in fragments(TOKEN) if part in status], status
+
+
+# --- 3. one character never loses an answer --------------------------------------------------------
+
+EMOJI = "\N{GRINNING FACE}"
+
+
+def split_emoji_stream() -> Reply:
+    """An emoji split between transfer chunks (bytes), and a surrogate pair split between events."""
+    event = {
+        "id": "x",
+        "model": "grok-4.3",
+        "choices": [{"index": 0, "delta": {"content": f"smile {EMOJI} done"}}],
+    }
+    encoded = b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+    cut = encoded.index(EMOJI.encode()) + 2
+    reply: Reply = [sse_head(), http_chunk(encoded[:cut]), 0.05, http_chunk(encoded[cut:])]
+    pair = json.dumps(EMOJI)[1:-1]  # "\ud83d\ude00" as JSON escapes
+    for half in (pair[:6], pair[6:]):
+        event = b'data: {"id":"x","object":"chat.completion.chunk","model":"grok-4.3","choices":[{"index":0,'
+        reply.append(http_chunk(event + b'"delta":{"content":"' + half.encode() + b'"}}]}\n\n'))
+    lone = b'data: {"id":"x","model":"grok-4.3","choices":[{"index":0,"delta":{"content":" \\ud800!"}}]}\n\n'
+    reply += [http_chunk(lone), http_chunk(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
+    return reply
+
+
+def lone_surrogate_json() -> Reply:
+    data = json.dumps(stand_in_completion("grok-4.3", "before after")).replace(
+        "before after", "before \\udc80 after \\ud83d\\ude00"
+    )
+    return [http_json(data.encode())]
+
+
+def invalid_utf8_json() -> Reply:
+    data = json.dumps(stand_in_completion("grok-4.3", "before after")).encode()
+    return [http_json(data.replace(b"before after", b"before \xff\xfe after"))]
+
+
+@pytest.mark.parametrize(
+    ("script", "stream", "expected"),
+    [
+        # A pair split between two events is two lone surrogates in two JSON texts: each is replaced.
+        (split_emoji_stream, True, "smile " + EMOJI + " done\ufffd\ufffd \ufffd!"),
+        (lone_surrogate_json, False, f"before \ufffd after {EMOJI}"),
+        (invalid_utf8_json, False, "before \ufffd\ufffd after"),
+    ],
+)
+def test_a_bad_character_never_loses_the_answer(
+    raw_server: Callable[..., Raw], script: Callable[[], Reply], stream: bool, expected: str
+) -> None:
+    with Scripted(lambda _n, _b: script()) as upstream:
+        raw = raw_server(upstream.url())
+        raw.send(with_progress(6, {"messages": HELLO, "stream": stream}))
+        _, reply = until_reply(raw, 6)
+    result = reply["result"]
+    assert result["isError"] is False, result["content"][0]["text"][:2000]
+    assert result["structuredContent"]["result"]["choices"][0]["message"]["content"] == expected
