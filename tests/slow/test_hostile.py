@@ -214,8 +214,8 @@ def split_emoji_stream() -> Reply:
     reply: Reply = [sse_head(), http_chunk(encoded[:cut]), 0.05, http_chunk(encoded[cut:])]
     pair = json.dumps(EMOJI)[1:-1]  # "\ud83d\ude00" as JSON escapes
     for half in (pair[:6], pair[6:]):
-        event = b'data: {"id":"x","object":"chat.completion.chunk","model":"grok-4.3","choices":[{"index":0,'
-        reply.append(http_chunk(event + b'"delta":{"content":"' + half.encode() + b'"}}]}\n\n'))
+        start = b'data: {"id":"x","object":"chat.completion.chunk","model":"grok-4.3","choices":[{"index":0,'
+        reply.append(http_chunk(start + b'"delta":{"content":"' + half.encode() + b'"}}]}\n\n'))
     lone = b'data: {"id":"x","model":"grok-4.3","choices":[{"index":0,"delta":{"content":" \\ud800!"}}]}\n\n'
     reply += [http_chunk(lone), http_chunk(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
     return reply
