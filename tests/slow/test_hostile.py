@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -14,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from standin.upstream import USAGE, chunk
+from standin.upstream import USAGE, Upstream, chunk
 from standin.upstream import completion as stand_in_completion
 
 from tests.conftest import HELLO, SCRIPT, TOKEN, server_env
-from tests.slow.test_stdio_wire import Raw, call
+from tests.slow.test_stdio_wire import INIT, Raw, call
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes, signals and terminals")
 
@@ -252,3 +256,140 @@ def test_a_bad_character_never_loses_the_answer(
     result = reply["result"]
     assert result["isError"] is False, result["content"][0]["text"][:2000]
     assert result["structuredContent"]["result"]["choices"][0]["message"]["content"] == expected
+
+
+# --- 6. signals stop the server whatever stdout is -----------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+    """Poll ``condition`` (a guard against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("sink", ["file", "null"])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_stop_the_server_when_stdout_is_a_file_and_stdin_stays_open(
+    stand_in: Upstream, tmp_path: Path, loop: str, sink: str, signum: int, status: int
+) -> None:
+    target = tmp_path / "replies.jsonl" if sink == "file" else Path(os.devnull)
+    with target.open("wb") as stdout:
+        process = subprocess.Popen(
+            [SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=loop),
+            cwd=tmp_path,
+        )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(INIT).encode() + b"\n")
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode())
+        process.stdin.write(b"\n" + call(1, json.dumps({"messages": HELLO})).encode() + b"\n")
+        process.stdin.flush()
+        wait_for(lambda: bool(stand_in.requests), "the call reached upstream")  # serving, handlers set
+        process.send_signal(signum)
+        assert process.wait(10) == status  # stdin is still open: only the signal can stop it
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+# --- 9. the client closes stdout but not stdin -----------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_client_closing_stdout_stops_the_calls_and_the_server(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    process = subprocess.Popen(
+        [SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=loop, GROK_MAX_RETRIES="0"),
+        cwd=tmp_path,
+    )
+    try:
+        raw = Raw(process)
+        raw.initialize()
+        raw.send(call(1, json.dumps({"messages": HELLO, "user": "scenario:hang"})))
+        wait_for(lambda: bool(stand_in.requests), "the call reached upstream")
+        assert process.stdout is not None
+        process.stdout.close()  # nobody reads the answers any more; stdin stays open
+        with contextlib.suppress(BrokenPipeError):  # the server may have stopped reading already
+            raw.send(call(2, json.dumps({"messages": HELLO})))  # must not go upstream
+        assert process.wait(10) == 0
+        wait_for(lambda: bool(stand_in.disconnects), "the upstream request was closed")
+        assert len(stand_in.requests) == 1
+        assert process.stderr is not None
+        errors = process.stderr.read()
+        assert b"Traceback" not in errors, errors.decode()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdin, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# --- 10. a terminal as stdin ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_terminal_answers_what_is_typed_after_start_up(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    import pty
+    import tty
+
+    controller, terminal = pty.openpty()
+    tty.setraw(terminal)  # no echo, no line editing
+    process = subprocess.Popen(
+        [SCRIPT],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=loop),
+        cwd=tmp_path,
+    )
+    buffer = b""
+
+    def reply() -> dict[str, Any]:
+        nonlocal buffer
+        deadline = time.monotonic() + 30
+        while b"\n" not in buffer:
+            assert time.monotonic() < deadline, "no answer on the terminal"
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                buffer += os.read(controller, 1 << 16)
+        line, buffer = buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    try:
+        os.write(controller, json.dumps(INIT).encode() + b"\n")
+        assert reply()["id"] == 0
+        # The server has answered, so it is waiting on the terminal: this is typed after start-up.
+        os.write(controller, b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        for request_id in (1, 2):
+            os.write(controller, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "ping"}).encode())
+            os.write(controller, b"\n")
+            assert reply() == {"jsonrpc": "2.0", "id": request_id, "result": {}}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, errors = process.communicate(timeout=10)
+        os.close(controller)
+        os.close(terminal)
+    assert b"Traceback" not in errors
