@@ -393,3 +393,80 @@ def test_a_terminal_answers_what_is_typed_after_start_up(
         os.close(controller)
         os.close(terminal)
     assert b"Traceback" not in errors
+
+
+# --- 7. every rejected line gets its id where readable; notifications get nothing -------------------
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+DIGITS = "9" * 4300
+
+
+@pytest.mark.parametrize(
+    ("line", "request_id"),
+    [
+        ('{"jsonrpc":"2.0","id":41,"method":"ping","params":{"x":' + nested(980) + "}}", 41),
+        ('{"jsonrpc":"2.0","method":"ping","params":{"x":' + nested(980) + '},"id":42}', 42),
+        ('{"jsonrpc":"2.0","method":"ping","params":{"x":' + nested(20000) + '},"id":"deep"}', "deep"),
+        ('{"jsonrpc":"2.0","id":43,"method":"ping","params":{"n":' + DIGITS + "}}", 43),
+        ('{"jsonrpc":"2.0","method":"ping","params":{"n":-' + DIGITS + '},"id":44}', 44),
+        ('{"jsonrpc":"2.0","method":"ping","params":{"n":[' + DIGITS + ',"a"]},"id":"x\\"y"}', 'x"y'),
+        (call(48, '{"messages":[{"role":"user","content":"x"}],"seed":' + DIGITS + "}"), 48),
+        ('{"jsonrpc":"2.0","method":"tools/list","params":{"n":' + DIGITS + '},"id":49', 49),  # cut short
+        (b'{"jsonrpc":"2.0","method":"ping","params":{"s":"\xc3\x28"},"id":45,', 45),  # and not JSON
+    ],
+)
+def test_a_rejected_line_gets_its_id(
+    raw_server: Callable[..., Raw], line: str | bytes, request_id: Any
+) -> None:
+    with Upstream() as upstream:
+        raw = raw_server(upstream.url("ok"))
+        raw.send(line)
+        reply = raw.receive()
+    assert reply["id"] == request_id
+    assert "error" in reply or "result" in reply  # big integers are valid JSON: the request is served
+
+
+def test_a_line_over_64_mib_gets_its_id_even_after_the_method(raw_server: Callable[..., Raw]) -> None:
+    with Upstream() as upstream:
+        raw = raw_server(upstream.url("ok"))
+        raw.send('{"jsonrpc":"2.0","method":"ping","id":"big","params":{"x":"' + "y" * (65 * 2**20) + '"}}')
+        reply = raw.receive(timeout=60)
+        assert reply["id"] == "big" and "larger than 64 MiB" in reply["error"]["message"]
+        raw.send({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert raw.receive()["id"] == 2
+
+
+def test_invalid_utf8_is_replaced_by_u_fffd_and_the_call_goes_through(
+    raw_server: Callable[..., Raw], stand_in: Upstream
+) -> None:
+    raw = raw_server(stand_in.url("ok"))
+    raw.send(call(46, '{"messages":[{"role":"user","content":"caf\xe9 \xff\xfe end"}]}').encode("latin-1"))
+    reply = raw.receive()
+    assert reply["id"] == 46 and reply["result"]["isError"] is False
+    assert stand_in.requests[-1].body["messages"][0]["content"] == "caf\ufffd \ufffd\ufffd end"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":5}',
+        '{"jsonrpc":"2.0","method":5}',
+        '{"jsonrpc":"1.0","method":"notifications/progress"}',
+        '{"jsonrpc":"2.0","method":"notifications/x","params":{"x":' + nested(5000) + "}}",
+        '{"jsonrpc":"2.0","method":"notifications/x","params":{"n":' + DIGITS + "}}",
+        b'{"jsonrpc":"2.0","method":"notifications/x","params":{"s":"\xff"',
+        '{"jsonrpc":"2.0","method":"notifications/x","params":{"s":"' + "z" * (65 * 2**20) + '"}}',
+    ],
+    ids=["broken", "bad-params", "method-not-text", "jsonrpc-1", "deep", "digits", "utf8", "over-64-mib"],
+)
+def test_a_malformed_notification_gets_no_reply(raw_server: Callable[..., Raw], line: str | bytes) -> None:
+    with Upstream() as upstream:
+        raw = raw_server(upstream.url("ok"))
+        raw.send(line)
+        raw.send({"jsonrpc": "2.0", "id": 47, "method": "ping"})
+        assert raw.receive(timeout=60) == {"jsonrpc": "2.0", "id": 47, "result": {}}  # nothing before it
