@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from standin.upstream import USAGE, Upstream, chunk
 from standin.upstream import completion as stand_in_completion
 
 from tests.conftest import HELLO, SCRIPT, TOKEN, server_env
+from tests.slow.test_http import start_cli
 from tests.slow.test_stdio_wire import INIT, Raw, call
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes, signals and terminals")
@@ -470,3 +473,109 @@ def test_a_malformed_notification_gets_no_reply(raw_server: Callable[..., Raw], 
         raw.send(line)
         raw.send({"jsonrpc": "2.0", "id": 47, "method": "ping"})
         assert raw.receive(timeout=60) == {"jsonrpc": "2.0", "id": 47, "result": {}}  # nothing before it
+
+
+# --- HTTP: the console script with --transport http --------------------------------------------------
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@contextlib.contextmanager
+def http_server(stand_in: Upstream, tmp_path: Path, *extra: str, loop: str = "auto") -> Iterator[str]:
+    """The console script over HTTP on 127.0.0.1 (a port it picks); yields its base URL."""
+    process, port = start_cli(stand_in, tmp_path, *extra, GROK_EVENT_LOOP=loop, GROK_MAX_RETRIES="0")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=20)
+        assert b"Traceback" not in errors, errors.decode()[-3000:]
+
+
+def streamed_call(request_id: int | str, scenario: str) -> dict[str, Any]:
+    arguments = {"messages": HELLO, "user": f"scenario:{scenario}", "stream": True}
+    params = {"name": "grok_chat_completions", "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def cancel(request_id: int | str, **extra: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, **extra},
+    }
+
+
+def tool_result(response: httpx.Response) -> dict[str, Any]:
+    """The result of a tools/call answered as JSON or as an event stream."""
+    assert response.status_code == 200, response.text[:500]
+    if response.headers["content-type"].startswith("application/json"):
+        message: dict[str, Any] = response.json()
+    else:
+        lines = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        message = next(m for m in map(json.loads, filter(None, lines)) if "id" in m)
+    result: dict[str, Any] = message["result"]
+    return result
+
+
+# --- 2. idle connections -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_idle_and_header_less_connections_never_lock_out_and_are_closed(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    with http_server(stand_in, tmp_path, "--idle-timeout", "1", loop=loop) as base:
+        port = int(base.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        header_less = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        try:
+            for sock in header_less:  # a request line and part of the headers, never finished
+                sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")
+            async with httpx.AsyncClient(timeout=10) as http:
+                assert (await http.get(f"{base}/health")).status_code == 200
+                body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+                listed = await http.post(f"{base}/mcp", json=body, headers=MCP_HEADERS)
+                assert listed.status_code == 200
+            for sock in (idle[0], idle[-1], header_less[0], header_less[-1]):
+                sock.settimeout(10)  # a guard: the server closes them after about 1 s
+                assert sock.recv(1 << 16) == b""
+        finally:
+            for sock in idle + header_less:
+                sock.close()
+
+
+def raise_file_limit(needed: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_the_default_serves_1000_concurrent_clients(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    """1,000 clients, each on its own connection, each with a tools/call in flight at once
+    (upstream holds every answer for a while): every one is answered, none gets 503."""
+    clients = 1000
+    raise_file_limit(4 * clients + 256)
+    with http_server(stand_in, tmp_path, loop=loop) as base:
+        results: list[dict[str, Any]] = []
+
+        async def one(index: int) -> None:
+            async with httpx.AsyncClient(timeout=120) as http:  # a client of its own: its own connection
+                body = streamed_call(index, "slow1500")
+                body["params"]["arguments"]["stream"] = False
+                response = await http.post(f"{base}/mcp", json=body, headers=MCP_HEADERS)
+                results.append(tool_result(response))
+
+        async with anyio.create_task_group() as group:
+            for index in range(clients):
+                group.start_soon(one, index)
+    assert len(results) == clients
+    assert not [r for r in results if r["isError"]]
+    assert len(stand_in.requests) == clients
