@@ -484,12 +484,18 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 def http_server(stand_in: Upstream, tmp_path: Path, *extra: str, loop: str = "auto") -> Iterator[str]:
     """The console script over HTTP on 127.0.0.1 (a port it picks); yields its base URL."""
     process, port = start_cli(stand_in, tmp_path, *extra, GROK_EVENT_LOOP=loop, GROK_MAX_RETRIES="0")
+    assert process.stderr is not None
+    errors: list[bytes] = []  # drained, so that a full pipe never blocks the server's log
+    drain = threading.Thread(target=lambda: errors.extend(process.stderr or ()), daemon=True)
+    drain.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        _, errors = process.communicate(timeout=20)
-        assert b"Traceback" not in errors, errors.decode()[-3000:]
+        process.wait(20)
+        drain.join(10)
+        log = b"".join(errors)
+        assert b"Traceback" not in log, log.decode()[-3000:]
 
 
 def streamed_call(request_id: int | str, scenario: str) -> dict[str, Any]:
@@ -563,19 +569,21 @@ async def test_the_default_serves_1000_concurrent_clients(
     (upstream holds every answer for a while): every one is answered, none gets 503."""
     clients = 1000
     raise_file_limit(4 * clients + 256)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=0)
     with http_server(stand_in, tmp_path, loop=loop) as base:
         results: list[dict[str, Any]] = []
+        # One client object, but every request on a connection of its own (all are in flight at once).
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
 
-        async def one(index: int) -> None:
-            async with httpx.AsyncClient(timeout=120) as http:  # a client of its own: its own connection
+            async def one(index: int) -> None:
                 body = streamed_call(index, "slow1500")
                 body["params"]["arguments"]["stream"] = False
                 response = await http.post(f"{base}/mcp", json=body, headers=MCP_HEADERS)
                 results.append(tool_result(response))
 
-        async with anyio.create_task_group() as group:
-            for index in range(clients):
-                group.start_soon(one, index)
+            async with anyio.create_task_group() as group:
+                for index in range(clients):
+                    group.start_soon(one, index)
     assert len(results) == clients
     assert not [r for r in results if r["isError"]]
     assert len(stand_in.requests) == clients
