@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from standin.upstream import USAGE, Upstream, chunk
 from standin.upstream import completion as stand_in_completion
@@ -587,3 +589,154 @@ async def test_the_default_serves_1000_concurrent_clients(
     assert len(results) == clients
     assert not [r for r in results if r["isError"]]
     assert len(stand_in.requests) == clients
+
+
+# --- 4. a cancel over stateless HTTP cancels only its own call -----------------------------------------
+
+
+async def wait_until(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+    with anyio.fail_after(limit):  # a guard against hanging, not a timing assertion
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+def cancelled(result: dict[str, Any]) -> bool:
+    return bool(result["isError"]) and "Cancelled by the client" in result["content"][0]["text"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_a_cancel_never_aborts_another_clients_call(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    """Alice and Bob share a token and both use id 1 (ids start at 1), from the same address; a
+    third caller, Carol, uses id 1 with her own token. Alice's cancel cannot say which of the two
+    calls it means, so it cancels neither; Carol's cancels hers alone."""
+    with http_server(stand_in, tmp_path, loop=loop) as base:
+        results: dict[str, dict[str, Any]] = {}
+
+        async def post(who: str, body: dict[str, Any], token: str) -> None:
+            async with httpx.AsyncClient(timeout=60) as http:  # a connection of its own
+                headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+                response = await http.post(f"{base}/mcp", json=body, headers=headers)
+                if who:
+                    results[who] = tool_result(response)
+                else:
+                    assert response.status_code == 202
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post, "alice", streamed_call(1, "long5"), "shared-team-token")
+            group.start_soon(post, "bob", streamed_call(1, "long5"), "shared-team-token")
+            group.start_soon(post, "carol", streamed_call(1, "long5"), "carols-own-token")
+            await wait_until(lambda: len(stand_in.first_chunk_sent) == 3, "three calls streaming")
+            await post("", cancel(1), "shared-team-token")
+            await post("", cancel(1), "carols-own-token")
+    assert cancelled(results["carol"])
+    for who in ("alice", "bob"):
+        assert not results[who]["isError"], results[who]
+    assert len(stand_in.disconnects) == 1  # Carol's upstream request alone was closed
+
+
+@pytest.mark.anyio
+async def test_the_python_sdk_clients_cancel_aborts_the_upstream_request(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    with http_server(stand_in, tmp_path) as base:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": "Bearer python-sdk-token"}, timeout=30) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            with anyio.CancelScope() as scope:
+
+                async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                    scope.cancel()  # the user pressed stop once text arrived
+
+                arguments = {"messages": HELLO, "stream": True, "user": "scenario:long50"}
+                await client.call_tool("grok_chat_completions", arguments, progress_callback=on_progress)
+            assert scope.cancelled_caught
+            await wait_until(lambda: bool(stand_in.disconnects), "the upstream request was closed")
+
+
+TS_SDK = Path(__file__).parents[2] / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"
+
+
+@pytest.mark.skipif(not (TS_SDK.exists() and shutil.which("node")), reason="needs the TypeScript SDK in .ci")
+def test_the_typescript_sdk_clients_cancel_aborts_the_upstream_request(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    assert node is not None
+    with http_server(stand_in, tmp_path) as base:
+        script = str(Path(__file__).with_name("ts_http_cancel.mjs"))
+        done = subprocess.run(
+            [node, script, TS_SDK.as_uri(), f"{base}/mcp", "ts-token"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1])["outcome"].startswith("rejected")
+        wait_for(lambda: bool(stand_in.disconnects), "the upstream request was closed")
+
+
+# --- 5. a cancel the SDK parses, whatever its framing; odd bodies get a JSON-RPC error ----------------
+
+
+async def chunked(data: bytes) -> Any:
+    for start in range(0, len(data), 1000):
+        yield data[start : start + 1000]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framing", ["chunked", "over-64-kib", "both"])
+async def test_a_chunked_or_large_cancel_still_cancels(
+    stand_in: Upstream, tmp_path: Path, framing: str
+) -> None:
+    with http_server(stand_in, tmp_path) as base:
+        results: list[dict[str, Any]] = []
+        headers = {**MCP_HEADERS, "Authorization": "Bearer cancel-framing-token"}
+
+        async def run() -> None:
+            async with httpx.AsyncClient(timeout=60) as http:
+                response = await http.post(f"{base}/mcp", json=streamed_call(3, "long50"), headers=headers)
+                results.append(tool_result(response))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            await wait_until(lambda: bool(stand_in.first_chunk_sent), "the call is streaming")
+            extra = {"reason": "x" * (70 * 1024)} if framing != "chunked" else {}
+            body = json.dumps(cancel(3, **extra)).encode()
+            async with httpx.AsyncClient(timeout=60) as http:
+                content = chunked(body) if framing != "over-64-kib" else body
+                response = await http.post(f"{base}/mcp", content=content, headers=headers)
+            assert response.status_code == 202
+    assert cancelled(results[0])
+    assert stand_in.disconnects
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps([cancel(3)]),
+        json.dumps([cancel(3), {"jsonrpc": "2.0", "id": 4, "method": "ping"}]),
+        json.dumps("notifications/cancelled"),
+        json.dumps({"method": "notifications/cancelled"}),
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":"x"}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled"',
+        "[]",
+        "null",
+    ],
+)
+async def test_odd_bodies_get_a_json_rpc_error_never_a_500(
+    stand_in: Upstream, tmp_path: Path, body: str
+) -> None:
+    with http_server(stand_in, tmp_path) as base:
+        async with httpx.AsyncClient(timeout=30) as http:
+            headers = {**MCP_HEADERS, "Authorization": "Bearer odd-body-token"}
+            response = await http.post(f"{base}/mcp", content=body.encode(), headers=headers)
+    assert 400 <= response.status_code < 500 or response.status_code == 202, response.text
+    if response.status_code != 202:
+        assert "error" in response.json()
