@@ -740,3 +740,48 @@ async def test_odd_bodies_get_a_json_rpc_error_never_a_500(
     assert 400 <= response.status_code < 500 or response.status_code == 202, response.text
     if response.status_code != 202:
         assert "error" in response.json()
+
+
+# --- 11. misconfiguration gets one line that says what to fix ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"HTTPS_PROXY": "socks5://127.0.0.1:9", "HTTP_PROXY": "socks5://127.0.0.1:9"}, "socks"),
+        ({"HTTP_PROXY": "http://[::1", "HTTPS_PROXY": "http://[::1"}, "PROXY"),
+        ({"HTTP_PROXY": "ftp://127.0.0.1:9", "HTTPS_PROXY": "ftp://127.0.0.1:9"}, "PROXY"),
+        ({"ACEDATACLOUD_API_TOKEN": "t\u00f6k\u00e9n-secret-123456"}, "ACEDATACLOUD_API_TOKEN"),
+    ],
+    ids=["socks-without-extra", "malformed-proxy", "unsupported-proxy", "non-ascii-token"],
+)
+def test_misconfiguration_gets_one_tool_error_that_says_what_to_fix(
+    stand_in: Upstream, tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    full = {
+        key: "" for key in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "https_proxy")
+    }
+    full.update({key.lower(): value for key, value in env.items() if key.endswith("PROXY")})
+    process = subprocess.Popen(
+        [SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_env(stand_in.url("ok"), GROK_MAX_RETRIES="0", **{**full, **env}),
+        cwd=tmp_path,
+    )
+    try:
+        raw = Raw(process)
+        raw.initialize()
+        raw.send(call(60, json.dumps({"messages": HELLO})))
+        reply = raw.receive()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        _, errors = process.communicate(timeout=10)
+    assert reply["id"] == 60 and reply["result"]["isError"] is True, reply
+    text = reply["result"]["content"][0]["text"]
+    assert "Error executing tool" not in text and says in text, text
+    assert "secret-123456" not in text
+    assert b"Traceback" not in errors, errors.decode()[-3000:]
+    assert stand_in.requests == []

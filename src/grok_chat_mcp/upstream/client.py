@@ -23,7 +23,7 @@ import httpx
 import pydantic_core
 
 from grok_chat_mcp import __version__
-from grok_chat_mcp.config import Settings
+from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.errors import GrokError, missing_token
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
@@ -91,15 +91,47 @@ def _mib(size: int) -> str:
 def make_http_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The process-wide pooled client."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-        limits=LIMITS,
-        headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
-        transport=transport,
-        trust_env=True,
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # no cookie is kept or sent back
+    """The process-wide pooled client. Proxy settings it cannot use (a SOCKS proxy without the
+    ``socksio`` package, a malformed or unsupported proxy URL) do not raise here: every call then
+    fails with one line that says what to fix."""
+    options: dict[str, Any] = {
+        "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        "limits": LIMITS,
+        "headers": {"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
+        "cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # no cookie is kept or sent back
+    }
+    try:
+        return httpx.AsyncClient(transport=transport, trust_env=True, **options)
+    except (ImportError, ValueError, TypeError, httpx.InvalidURL) as exc:
+        problem = _proxy_problem(exc)
+        logger.error("%s", problem)
+        return httpx.AsyncClient(transport=_Refusing(problem), trust_env=False, **options)
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def _proxy_problem(exc: Exception) -> str:
+    if isinstance(exc, ImportError) and "socks" in str(exc).lower():
+        return (
+            "a SOCKS proxy is set (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) but the socksio package is not "
+            "installed: install it next to grok-chat-mcp (pip install 'httpx[socks]') or unset the variable"
+        )
+    reason = _USERINFO.sub("//***@", " ".join(str(exc).split()))[:200] or type(exc).__name__
+    return (
+        f"the proxy settings cannot be used ({reason}): fix or unset HTTPS_PROXY, HTTP_PROXY and "
+        "ALL_PROXY (a proxy URL looks like http://host:port)"
     )
+
+
+class _Refusing(httpx.AsyncBaseTransport):
+    """A transport that sends nothing: the configuration cannot work, and says why."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ProxyError(self.problem, request=request)
 
 
 class GrokClient:
@@ -138,6 +170,14 @@ class GrokClient:
         token = token or self._settings.api_token
         if not token:
             raise missing_token()
+        if not token.isascii() or not token.isprintable():
+            raise GrokError(
+                "Configuration error",
+                "the API token contains characters an HTTP header cannot carry (only printable ASCII "
+                "can), so it was not sent.",
+                f"Copy the token again into {TOKEN_VAR} (or the Authorization header), without quotes, "
+                "spaces or other characters around it.",
+            )
         body = pydantic_core.to_json(dict(request.payload), inf_nan_mode="null")
         headers = {
             "authorization": f"Bearer {token}",
