@@ -785,3 +785,86 @@ def test_misconfiguration_gets_one_tool_error_that_says_what_to_fix(
     assert "secret-123456" not in text
     assert b"Traceback" not in errors, errors.decode()[-3000:]
     assert stand_in.requests == []
+
+
+#: cli._without_password (not ours to edit here) keeps a URL whole when its userinfo has a "/" and
+#: never looks at the query (redis-py reads ?password=); the fix is described in the issue.
+CHECK_XFAIL = pytest.mark.xfail(reason="cli._without_password misses these forms (issue 21)", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ACEDATACLOUD_API_BASE_URL", "https://user:hunter2-pw@api.example.com"),
+        ("ACEDATACLOUD_API_BASE_URL", "https://user:hunter2@pw@api.example.com/v1"),
+        pytest.param(
+            "ACEDATACLOUD_API_BASE_URL", "https://user:hunter2/pw@api.example.com", marks=CHECK_XFAIL
+        ),
+        ("GROK_STORE", "redis://:hunter2-pw@127.0.0.1:6379/0"),
+        ("GROK_STORE", "redis://default:hunter2@pw@127.0.0.1:6379/0"),
+        pytest.param("GROK_STORE", "redis://127.0.0.1:6379/0?password=hunter2-pw", marks=CHECK_XFAIL),
+    ],
+)
+def test_check_never_prints_a_password(tmp_path: Path, variable: str, value: str) -> None:
+    done = subprocess.run(
+        [SCRIPT, "--check"],
+        capture_output=True,
+        text=True,
+        env={**server_env("https://api.acedata.cloud"), variable: value},
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert "hunter2" not in done.stdout + done.stderr, done.stdout
+
+
+# --- 11. an unsolicited second response is never the next call's answer ------------------------------
+
+
+def two_answers(number: int, _body: dict[str, Any]) -> Reply:
+    """The first request gets its answer and, on the same connection, an extra one nobody asked for."""
+    first = http_json(stand_in_completion("grok-4.3", "first answer"))
+    if number == 0:
+        return [first + http_json(stand_in_completion("grok-4.3", "UNSOLICITED"))]
+    return [http_json(stand_in_completion("grok-4.3", f"answer {number}"))]
+
+
+def late_second_answer(number: int, _body: dict[str, Any]) -> Reply:
+    """As above, but the extra answer follows a moment later (a separate segment)."""
+    if number == 0:
+        first = http_json(stand_in_completion("grok-4.3", "first answer"))
+        return [first, 0.2, http_json(stand_in_completion("grok-4.3", "UNSOLICITED"))]
+    return [http_json(stand_in_completion("grok-4.3", f"answer {number}"))]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(late_second_answer, id="in-a-later-segment"),
+        pytest.param(
+            two_answers,
+            id="in-the-same-segment",
+            marks=pytest.mark.xfail(
+                reason="httpcore keeps bytes after a complete response in h11's buffer and parses them as "
+                "the next response; only its private state could tell (issue 21)",
+                strict=True,
+            ),
+        ),
+    ],
+)
+def test_an_unsolicited_response_is_never_the_next_calls_answer(
+    raw_server: Callable[..., Raw], script: Callable[[int, dict[str, Any]], Reply]
+) -> None:
+    with Scripted(script) as upstream:
+        raw = raw_server(upstream.url())
+        raw.send(call(70, json.dumps({"messages": HELLO})))
+        _, first = until_reply(raw, 70)
+        time.sleep(0.5)  # the extra answer has arrived by now (setup, not an assertion)
+        raw.send(call(71, json.dumps({"messages": HELLO})))
+        _, second = until_reply(raw, 71)
+    content = second["result"]["structuredContent"]["result"]["choices"][0]["message"]["content"]
+    assert (
+        first["result"]["structuredContent"]["result"]["choices"][0]["message"]["content"] == "first answer"
+    )
+    assert content != "UNSOLICITED"
+    assert content == "answer 1"
