@@ -6,6 +6,7 @@ token, browser origins, per-request tokens, and cancellations that arrive in the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
-#: Seconds an idle connection is kept open: after a response, and before its first request.
+#: Seconds an idle connection is kept open: after a response, before its first request, and
+#: from the first byte of a request to the end of its head.
 IDLE_TIMEOUT = 5
 #: MCP requests served at once; more get HTTP 503 (``GET /health`` is always answered).
 DEFAULT_MAX_REQUESTS = 1024
@@ -267,13 +269,44 @@ def _host_header(host: str) -> str:
 
 
 class IdleLimitedH11(H11Protocol):
-    """uvicorn's h11 protocol, with the idle timeout also on a new connection's first request."""
+    """uvicorn's h11 protocol, with the idle timeout also before a new connection's first request
+    and on a request whose head does not arrive: its request line and headers must be complete
+    within the idle timeout of its first byte (uvicorn stops timing at the first byte, so a client
+    sending part of a head, or a byte now and then, held the connection for ever)."""
+
+    head_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.head_deadline is None and self._awaiting_head():
+            self.head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_timeout, self.cycle)
+        elif self.head_deadline is not None and not self._awaiting_head():
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+        super().connection_lost(exc)
+
+    def _awaiting_head(self) -> bool:
+        """Bytes arrived, but no request is in progress: its head is still incomplete (a complete
+        head starts a new cycle)."""
+        between = self.cycle is None or self.cycle.response_complete
+        return between and not self.transport.is_closing()
+
+    def _head_timeout(self, cycle: object) -> None:
+        self.head_deadline = None
+        if self.cycle is cycle and self._awaiting_head():  # no request began since the first byte
+            logger.info("closed a connection whose request head did not arrive in time")
+            self.timeout_keep_alive_handler()
 
 
 def serve(

@@ -4,7 +4,8 @@
   read; none for a notification) instead of silence, and the server carries on.
 - A line may be at most :data:`MAX_LINE_BYTES`; a longer one is discarded as it streams past.
 - SIGINT and SIGTERM stop the server at once, whatever stdin and stdout are; so does a client that
-  closes its end of stdout. In-flight calls are cancelled, which closes their upstream requests.
+  closes its end of stdout (seen without waiting for a write; a line read after it is not acted
+  on). In-flight calls are cancelled, which closes their upstream requests.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
@@ -56,6 +58,8 @@ class LineReader:
     def __init__(self, fd: int, limit: int = MAX_LINE_BYTES) -> None:
         self._fd = fd
         self._limit = limit
+        #: Asked before a line is handed on: False once nobody can receive an answer to it.
+        self.answerable: Callable[[], bool] = lambda: True
         self._buffer = bytearray()
         self._eof = False
         self._stopping = threading.Event()
@@ -69,8 +73,23 @@ class LineReader:
         """Make the current and every later ``readline()`` return end of input."""
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait_stopped(self, timeout: float) -> None:
+        self._stopping.wait(timeout)
+
     def readline(self) -> str:
-        """The next line (with its newline); ``""`` at end of input or once stopped."""
+        """The next line (with its newline); ``""`` at end of input, once stopped, or once no
+        answer can be delivered (a line read then is not acted on)."""
+        line = self._next()
+        if line and not self.answerable():
+            self.stop()
+            return ""
+        return line
+
+    def _next(self) -> str:
         while True:
             end = self._buffer.find(b"\n")
             if end >= 0:
@@ -125,6 +144,30 @@ class LineWriter:
         self._fd = fd
         self._reader = reader
         self.gone = False
+        reader.answerable = self.open
+
+    def open(self, wait: float = 0) -> bool:
+        """Whether the client can still read what is written (checked without writing); waits
+        up to ``wait`` seconds for it to close."""
+        if not self.gone and hasattr(select, "poll"):
+            poll = select.poll()  # one per call: a poll object may not be shared between threads
+            poll.register(self._fd, 0)  # only POLLERR (a pipe without reader) and POLLHUP are reported
+            if poll.poll(int(wait * 1000)):
+                self._closed("closed")
+        elif wait:  # pragma: no cover - Windows: a closed stdout shows on a write
+            self._reader.wait_stopped(wait)
+        return not self.gone
+
+    def wait_closed(self) -> bool:
+        """Block until the client closes its end (True) or the server stops reading (False)."""
+        while not self._reader.stopping and self.open(_POLL):
+            pass
+        return self.gone
+
+    def _closed(self, why: str) -> None:
+        logger.info("stdout %s by the client; stopping", why)
+        self.gone = True
+        self._reader.stop()
 
     def write(self, text: str) -> int:
         if self.gone:
@@ -134,9 +177,7 @@ class LineWriter:
             while data:
                 data = data[os.write(self._fd, data) :]
         except OSError as exc:  # the client closed its end: nobody can receive answers any more
-            logger.info("stdout closed by the client (%s); stopping", exc.strerror or type(exc).__name__)
-            self.gone = True
-            self._reader.stop()
+            self._closed(f"closed ({exc.strerror or type(exc).__name__})")
         return len(text)
 
     def flush(self) -> None:
@@ -274,11 +315,14 @@ async def serve(server: Server[Any]) -> int:
         async with stdio_server(stdin, stdout) as (read, write), anyio.create_task_group() as group:
             if sys.platform != "win32":
                 group.start_soon(_stop_on_signal, group.cancel_scope, reader, received)
+            group.start_soon(_stop_on_closed_stdout, group.cancel_scope, writer)
             valid, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
             group.start_soon(_answer_malformed, read, valid, write)
-            await server.run(incoming, write, server.create_initialization_options())
-            group.cancel_scope.cancel()
-            reader.stop()
+            try:
+                await server.run(incoming, write, server.create_initialization_options())
+            finally:
+                group.cancel_scope.cancel()
+                reader.stop()  # the threads waiting on stdin and stdout return
     if received:
         logger.info("stopped by %s", signal.Signals(received[0]).name)
         return 128 + received[0]
@@ -292,3 +336,10 @@ async def _stop_on_signal(scope: anyio.CancelScope, reader: LineReader, received
             reader.stop()  # the worker thread blocked in a read returns at once
             scope.cancel()
             return
+
+
+async def _stop_on_closed_stdout(scope: anyio.CancelScope, writer: LineWriter) -> None:
+    """A client that closes stdout cannot receive answers: stop at once, calls in flight too
+    (cancelling them closes their upstream requests), without waiting for a write to fail."""
+    if await anyio.to_thread.run_sync(writer.wait_closed):
+        scope.cancel()

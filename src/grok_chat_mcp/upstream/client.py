@@ -10,8 +10,10 @@ import json
 import logging
 import math
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar
 from typing import Any
@@ -21,7 +23,7 @@ import httpx
 import pydantic_core
 
 from grok_chat_mcp import __version__
-from grok_chat_mcp.config import Settings
+from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.errors import GrokError, missing_token
 from grok_chat_mcp.request import GrokRequest
 from grok_chat_mcp.secrets import Secrets
@@ -48,6 +50,43 @@ MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
 
 OnText = Callable[[str], Awaitable[None]]
 
+#: The request bodies all calls in flight may hold together (process-wide). A call that would pass
+#: it fails at once, before anything is sent: 8 calls with 60 MiB images held ~900 MiB before.
+MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+
+
+class _InFlightBytes:
+    """The bytes of request bodies held by calls in flight (one event loop: no lock needed)."""
+
+    held = 0
+
+    @classmethod
+    @contextmanager
+    def reserve(cls, size: int) -> Iterator[None]:
+        limit = MAX_BYTES_IN_FLIGHT
+        if cls.held + size > limit:
+            raise GrokError(
+                "Server busy",
+                f"calls in flight already hold {_mib(cls.held)} of request bodies and this one needs "
+                f"{_mib(size)}; the server holds at most {_mib(limit)} at once, so it was not sent.",
+                "Try again in a moment (other calls are finishing), or send smaller or fewer images "
+                "per call.",
+            )
+        cls.held += size
+        try:
+            yield
+        finally:
+            cls.held -= size
+
+
+def bytes_in_flight() -> int:
+    """The request-body bytes held by calls in flight now."""
+    return _InFlightBytes.held
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
 
 class NoCookies(CookieJar):
     """A cookie jar that keeps nothing: no cookie an upstream sets is ever sent back (callers with
@@ -63,15 +102,47 @@ class NoCookies(CookieJar):
 def make_http_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The process-wide pooled client."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-        limits=LIMITS,
-        headers={"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
-        transport=transport,
-        trust_env=True,
-        cookies=NoCookies(),
+    """The process-wide pooled client. Proxy settings it cannot use (a SOCKS proxy without the
+    ``socksio`` package, a malformed or unsupported proxy URL) do not raise here: every call then
+    fails with one line that says what to fix."""
+    options: dict[str, Any] = {
+        "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        "limits": LIMITS,
+        "headers": {"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
+        "cookies": NoCookies(),
+    }
+    try:
+        return httpx.AsyncClient(transport=transport, trust_env=True, **options)
+    except (ImportError, ValueError, TypeError, httpx.InvalidURL) as exc:
+        problem = _proxy_problem(exc)
+        logger.error("%s", problem)
+        return httpx.AsyncClient(transport=_Refusing(problem), trust_env=False, **options)
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def _proxy_problem(exc: Exception) -> str:
+    if isinstance(exc, ImportError) and "socks" in str(exc).lower():
+        return (
+            "a SOCKS proxy is set (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) but the socksio package is not "
+            "installed: install it next to grok-chat-mcp (pip install 'httpx[socks]') or unset the variable"
+        )
+    reason = _USERINFO.sub("//***@", " ".join(str(exc).split()))[:200] or type(exc).__name__
+    return (
+        f"the proxy settings cannot be used ({reason}): fix or unset HTTPS_PROXY, HTTP_PROXY and "
+        "ALL_PROXY (a proxy URL looks like http://host:port)"
     )
+
+
+class _Refusing(httpx.AsyncBaseTransport):
+    """A transport that sends nothing: the configuration cannot work, and says why."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ProxyError(self.problem, request=request)
 
 
 class GrokClient:
@@ -110,6 +181,14 @@ class GrokClient:
         token = token or self._settings.api_token
         if not token:
             raise missing_token()
+        if not token.isascii() or not token.isprintable():
+            raise GrokError(
+                "Configuration error",
+                "the API token contains characters an HTTP header cannot carry (only printable ASCII "
+                "can), so it was not sent.",
+                f"Copy the token again into {TOKEN_VAR} (or the Authorization header), without quotes, "
+                "spaces or other characters around it.",
+            )
         body = pydantic_core.to_json(dict(request.payload), inf_nan_mode="null")
         headers = {
             "authorization": f"Bearer {token}",
@@ -125,7 +204,7 @@ class GrokClient:
         started = time.perf_counter()
         result: dict[str, Any] | None = None
         try:
-            with anyio.move_on_after(self._settings.call_timeout):
+            with _InFlightBytes.reserve(len(body)), anyio.move_on_after(self._settings.call_timeout):
                 result = await self._send_with_retries(call)
             if result is None:
                 raise self._deadline_error(call.attempt)
@@ -266,10 +345,17 @@ class _Call:
 def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
     try:
         data = json.loads(body, parse_constant=lambda _: None)
+    except UnicodeDecodeError:  # not UTF-8: what is not valid becomes U+FFFD, the answer is kept
+        try:
+            data = json.loads(body.decode("utf-8", "replace"), parse_constant=lambda _: None)
+        except (ValueError, RecursionError):
+            data = None
     except (ValueError, RecursionError):
         data = None
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data, MAX_DEPTH):
         data = None  # deeper than any completion: refused, like non-JSON
+    if _SURROGATE_ESCAPE.search(body):
+        data = _valid_text(data)
     if not isinstance(data, dict):
         raise GrokError(
             "Unexpected response",
@@ -309,6 +395,25 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
         "real API.",
         attempts=call.attempt,
     )
+
+
+#: A JSON escape of a UTF-16 surrogate: a pair is one character, a lone one is not text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(value: Any) -> Any:
+    """``value`` with surrogate pairs joined and lone surrogates replaced by U+FFFD in every string
+    (keys too), so the answer can be encoded; called on JSON at most :data:`MAX_DEPTH` deep."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(item) for item in value]
+    return value
 
 
 def _truncated(stream: CompletionStream, why: str, attempt: int) -> GrokError:
