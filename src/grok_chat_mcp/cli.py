@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -209,13 +210,20 @@ def check(settings: Settings, *, live: bool = False) -> int:
 
 
 def _without_password(url: str) -> str:
-    """A URL as shown: any password in it replaced."""
+    """A URL as shown: the password in its user info, and any ``password`` query value, masked."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if not sep or not at or "/" in userinfo:
+    if not sep:
         return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    tail = _SECRET_QUERY.sub(r"\1***", tail)
+    return f"{scheme}://{authority}{tail}"
+
+
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|pass|pwd)=)[^&#]*")
 
 
 def live_check(settings: Settings, model: str | None) -> int:

@@ -787,22 +787,15 @@ def test_misconfiguration_gets_one_tool_error_that_says_what_to_fix(
     assert stand_in.requests == []
 
 
-#: cli._without_password (not ours to edit here) keeps a URL whole when its userinfo has a "/" and
-#: never looks at the query (redis-py reads ?password=); the fix is described in the issue.
-CHECK_XFAIL = pytest.mark.xfail(reason="cli._without_password misses these forms (issue 21)", strict=True)
-
-
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("ACEDATACLOUD_API_BASE_URL", "https://user:hunter2-pw@api.example.com"),
         ("ACEDATACLOUD_API_BASE_URL", "https://user:hunter2@pw@api.example.com/v1"),
-        pytest.param(
-            "ACEDATACLOUD_API_BASE_URL", "https://user:hunter2/pw@api.example.com", marks=CHECK_XFAIL
-        ),
+        ("ACEDATACLOUD_API_BASE_URL", "https://user:hunter2/pw@api.example.com"),
         ("GROK_STORE", "redis://:hunter2-pw@127.0.0.1:6379/0"),
         ("GROK_STORE", "redis://default:hunter2@pw@127.0.0.1:6379/0"),
-        pytest.param("GROK_STORE", "redis://127.0.0.1:6379/0?password=hunter2-pw", marks=CHECK_XFAIL),
+        ("GROK_STORE", "redis://127.0.0.1:6379/0?password=hunter2-pw"),
     ],
 )
 def test_check_never_prints_a_password(tmp_path: Path, variable: str, value: str) -> None:
