@@ -20,7 +20,7 @@ from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotatio
 
 from grok_chat_mcp import results
 from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
-from grok_chat_mcp.conversations import Calls
+from grok_chat_mcp.conversations import STORE_PROGRESS_EVERY, Calls
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.secrets import Secrets
@@ -270,7 +270,11 @@ def _on_text(
         received += len(text)
         if relay is not None:
             await relay.text(text)
-        if store is not None and conversation_id is not None and time.monotonic() - last >= 2.0:
+        if (
+            store is not None
+            and conversation_id is not None
+            and time.monotonic() - last >= STORE_PROGRESS_EVERY
+        ):
             last = time.monotonic()
             await store.progress(conversation_id, received)
 
