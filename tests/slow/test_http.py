@@ -364,8 +364,9 @@ async def test_idle_connections_neither_lock_the_server_out_nor_stay_open(
     stand_in: Upstream, tmp_path: Path
 ) -> None:
     process, port = start_cli(stand_in, tmp_path, "--max-requests", "2", "--idle-timeout", "1")
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]  # sending nothing
+    idle: list[socket.socket] = []
     try:
+        idle += [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]  # sending nothing
         async with httpx.AsyncClient(timeout=10) as http:
             assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
             async with mcp_client(f"http://127.0.0.1:{port}", None) as client:
