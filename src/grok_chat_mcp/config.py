@@ -9,25 +9,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_VAR = "ACEDATACLOUD_API_TOKEN"
+BASE_URL_VAR = "ACEDATACLOUD_API_BASE_URL"
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
-#: Read timeout: a non-streamed reasoning answer (grok-4, grok-4.5) sends nothing until it is done,
-#: which can take many minutes; xAI's own examples raise their client timeout to 3600 s for these.
 DEFAULT_TIMEOUT = 900.0
-#: The whole call, every attempt and wait included (an endless or trickling stream ends here).
 DEFAULT_CALL_TIMEOUT = 1800.0
 DEFAULT_MAX_RETRIES = 2
 MAX_RETRIES_CAP = 10
+DEFAULT_RETURN_AFTER = 45.0
+DEFAULT_STORE = "memory"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-#: GROK_EVENT_LOOP: uvloop where installed (``auto``), or either loop by name.
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
-#: Every variable the server reads, with its default and meaning (shown by ``--help``).
+#: Every variable the server reads, with its default and meaning (``--help``, ``--check``, README).
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
     (TOKEN_VAR, "(none)", "Bearer token for AceDataCloud; calls fail with a clear error without it"),
-    ("ACEDATACLOUD_API_BASE_URL", DEFAULT_BASE_URL, "API base URL"),
+    (BASE_URL_VAR, DEFAULT_BASE_URL, "API base URL (http:// or https://)"),
     ("GROK_REQUEST_TIMEOUT", "900", "seconds to wait for upstream data (read timeout)"),
     ("GROK_CALL_TIMEOUT", "1800", "seconds one call may take in all, retries included (deadline)"),
     ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables)"),
+    ("GROK_RETURN_AFTER", "45", "seconds after which a running call returns status 'running' (0: never)"),
+    ("GROK_STORE", DEFAULT_STORE, "conversations: memory, sqlite:///path, redis://..., rediss://... or off"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
     ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
 )
@@ -38,21 +39,33 @@ class Settings:
     """Effective configuration of one server process."""
 
     api_token: str | None = field(default=None, repr=False)
-    token_source: str = "unset"
     base_url: str = DEFAULT_BASE_URL
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = 10.0
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    return_after: float = DEFAULT_RETURN_AFTER
+    store: str = DEFAULT_STORE
     log_level: str = "INFO"
-    #: ``auto`` (uvloop where installed), ``uvloop`` or ``asyncio``.
     event_loop: str = "auto"
-    #: Problems found while reading the settings; each fell back to its default.
-    warnings: tuple[str, ...] = ()
+    #: Where each variable's value came from: "environment", the .env path, or "default".
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Values that were refused and replaced by the default, with the reason.
+    replaced: Mapping[str, str] = field(default_factory=dict)
+    #: Why calls cannot work with this configuration (a base URL without a scheme), if so.
+    problem: str | None = None
 
     @property
     def endpoint(self) -> str:
         return f"{self.base_url}/grok/chat/completions"
+
+    @property
+    def token_source(self) -> str:
+        return self.sources.get(TOKEN_VAR, "default")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self.replaced.values())
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
@@ -64,71 +77,100 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         from dotenv import dotenv_values  # only when there is a file to read (start-up time)
 
         file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    reader = _Reader(environ, file_values, str(env_file))
 
-    def get(name: str) -> tuple[str | None, str]:
-        value = environ.get(name)
-        if value is not None and value.strip():
-            return value.strip(), "environment"
-        value = file_values.get(name)
-        if value is not None and value.strip():
-            return value.strip(), str(env_file)
-        return None, "unset"
-
-    warnings: list[str] = []
-    token, token_source = get(TOKEN_VAR)
-
-    base_url = get("ACEDATACLOUD_API_BASE_URL")[0] or DEFAULT_BASE_URL
-    if not base_url.startswith(("http://", "https://")):
-        warnings.append(
-            f"ACEDATACLOUD_API_BASE_URL={base_url!r} is not an http(s) URL; using {DEFAULT_BASE_URL}"
+    token = reader.get(TOKEN_VAR)
+    base_url = reader.get(BASE_URL_VAR) or DEFAULT_BASE_URL
+    problem = None
+    if not base_url.lower().startswith(("http://", "https://")):
+        problem = (
+            f"{BASE_URL_VAR}={base_url!r} does not start with http:// or https://; "
+            f"fix it (the default is {DEFAULT_BASE_URL})"
         )
-        base_url = DEFAULT_BASE_URL
-
-    timeout = _number(get("GROK_REQUEST_TIMEOUT")[0], "GROK_REQUEST_TIMEOUT", DEFAULT_TIMEOUT, warnings)
-    call_timeout = _number(get("GROK_CALL_TIMEOUT")[0], "GROK_CALL_TIMEOUT", DEFAULT_CALL_TIMEOUT, warnings)
-    retries = _number(get("GROK_MAX_RETRIES")[0], "GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, warnings)
-    if retries != int(retries):
-        warnings.append(f"GROK_MAX_RETRIES={retries} is not a whole number; using {DEFAULT_MAX_RETRIES}")
-        retries = DEFAULT_MAX_RETRIES
-    if retries > MAX_RETRIES_CAP:
-        warnings.append(f"GROK_MAX_RETRIES={int(retries)} is too many; using {MAX_RETRIES_CAP}")
-        retries = MAX_RETRIES_CAP
-
-    level = (get("LOG_LEVEL")[0] or "INFO").upper()
-    if level == "WARN":
-        level = "WARNING"
-    if level not in LOG_LEVELS:
-        warnings.append(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}; using INFO")
-        level = "INFO"
-
-    event_loop = (get("GROK_EVENT_LOOP")[0] or "auto").lower()
-    if event_loop not in EVENT_LOOPS:
-        warnings.append(f"GROK_EVENT_LOOP={event_loop!r} is not one of {', '.join(EVENT_LOOPS)}; using auto")
-        event_loop = "auto"
-
+    timeout = reader.number("GROK_REQUEST_TIMEOUT", DEFAULT_TIMEOUT, positive=True)
+    retries = reader.number("GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, whole=True, cap=MAX_RETRIES_CAP)
+    level = (reader.get("LOG_LEVEL") or "INFO").upper()
+    level = "WARNING" if level == "WARN" else level
     return Settings(
         api_token=token,
-        token_source=token_source,
         base_url=base_url.rstrip("/"),
         timeout=timeout,
         connect_timeout=min(10.0, timeout),
-        call_timeout=call_timeout,
+        call_timeout=reader.number("GROK_CALL_TIMEOUT", DEFAULT_CALL_TIMEOUT, positive=True),
         max_retries=int(retries),
-        log_level=level,
-        event_loop=event_loop,
-        warnings=tuple(warnings),
+        return_after=reader.number("GROK_RETURN_AFTER", DEFAULT_RETURN_AFTER),
+        store=reader.choice("GROK_STORE", DEFAULT_STORE, prefixes=("sqlite:///", "redis://", "rediss://")),
+        log_level=reader.check("LOG_LEVEL", level, LOG_LEVELS, "INFO"),
+        event_loop=reader.check(
+            "GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"
+        ),
+        sources=reader.sources,
+        replaced=reader.replaced,
+        problem=problem,
     )
 
 
-def _number(raw: str | None, name: str, default: float, warnings: list[str]) -> float:
-    if raw is None:
+class _Reader:
+    """Reads variables, remembering each one's source and every value it had to replace."""
+
+    def __init__(self, environ: Mapping[str, str], file_values: Mapping[str, str], file_name: str) -> None:
+        self._environ = environ
+        self._file = file_values
+        self._file_name = file_name
+        self.sources: dict[str, str] = {}
+        self.replaced: dict[str, str] = {}
+
+    def get(self, name: str) -> str | None:
+        for values, source in ((self._environ, "environment"), (self._file, self._file_name)):
+            value = values.get(name)
+            if value is not None and value.strip():
+                self.sources[name] = source
+                return value.strip()
+        self.sources[name] = "default"
+        return None
+
+    def _replace(self, name: str, raw: str, why: str, default: object) -> None:
+        self.replaced[name] = f"{name}={raw!r} {why}; using {default}"
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        positive: bool = False,
+        whole: bool = False,
+        cap: float | None = None,
+    ) -> float:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self._replace(name, raw, "is not a number", f"{default:g}")
+            return default
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            self._replace(name, raw, "is out of range", f"{default:g}")
+            return default
+        if whole and value != int(value):
+            self._replace(name, raw, "is not a whole number", f"{default:g}")
+            return default
+        if cap is not None and value > cap:
+            self._replace(name, raw, "is too many", f"{cap:g}")
+            return cap
+        return value
+
+    def check(self, name: str, value: str, allowed: tuple[str, ...], default: str) -> str:
+        if value in allowed:
+            return value
+        self._replace(name, value, f"is not one of {', '.join(allowed)}", default)
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        warnings.append(f"{name}={raw!r} is not a number; using {default:g}")
+
+    def choice(self, name: str, default: str, *, prefixes: tuple[str, ...]) -> str:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("memory", "off") or raw.startswith(prefixes):
+            return raw.lower() if raw.lower() in ("memory", "off") else raw
+        self._replace(name, raw, "is not memory, off, sqlite:///..., redis://... or rediss://...", default)
         return default
-    if not math.isfinite(value) or value < 0 or (value == 0 and name.endswith("_TIMEOUT")):
-        warnings.append(f"{name}={raw!r} is out of range; using {default:g}")
-        return default
-    return value

@@ -1,0 +1,88 @@
+"""Conversations: stored histories and answers, so follow-ups and late answers need no resending.
+
+``open_store(GROK_STORE)`` picks the implementation: ``memory`` (default), ``sqlite:///abs/path``,
+``redis://...`` / ``rediss://...``, or ``off``. See docs/conversations-store.md.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from grok_chat_mcp.store._base import (
+    Busy,
+    Conversation,
+    LimitExceeded,
+    Limits,
+    Store,
+    StoreError,
+    Unavailable,
+    UnknownConversation,
+    new_id,
+    owner_of,
+)
+
+__all__ = [
+    "Busy",
+    "Conversation",
+    "LimitExceeded",
+    "Limits",
+    "Store",
+    "StoreError",
+    "Unavailable",
+    "UnknownConversation",
+    "new_id",
+    "open_store",
+    "owner_of",
+]
+
+#: How often a waiter re-reads a store that other processes write (SQLite, Redis), in seconds.
+POLL_INTERVAL = 1.0
+
+
+def open_store(
+    url: str,
+    limits: Limits | None = None,
+    clock: Callable[[], float] = time.time,
+    *,
+    poll_interval: float = POLL_INTERVAL,
+) -> Store | None:
+    """The store named by ``url`` (the ``GROK_STORE`` setting); ``None`` for ``off``.
+
+    Nothing is connected or opened for Redis until first use; an SQLite file is opened (and
+    created owner-only) here. Raises ``ValueError`` with a one-line message for anything else.
+    """
+    limits = limits or Limits()
+    value = url.strip()
+    scheme = value.split(":", 1)[0].lower()
+    if value.lower() in ("", "memory"):
+        from grok_chat_mcp.store.memory import MemoryStore
+
+        return MemoryStore(limits, clock)
+    if value.lower() == "off":
+        return None
+    if scheme == "sqlite":
+        from grok_chat_mcp.store.sqlite import SQLiteStore
+
+        path = value[len("sqlite://") :] if value.lower().startswith("sqlite://") else ""
+        if not path.startswith("/") or path == "/":
+            raise ValueError(f"GROK_STORE: use sqlite:///absolute/path/to/file.db, got {url!r}")
+        try:
+            return SQLiteStore(path, limits, clock, poll_interval=poll_interval)
+        except (OSError, sqlite3.Error) as exc:
+            raise ValueError(f"GROK_STORE: cannot open {path}: {exc}") from exc
+    if scheme in ("redis", "rediss"):
+        try:
+            from grok_chat_mcp.store.redis import RedisStore
+        except ImportError as exc:
+            raise ValueError(
+                "GROK_STORE: a redis:// store needs the redis package: pip install 'grok-chat-mcp[redis]'"
+            ) from exc
+
+        return RedisStore.from_url(value, limits, clock, poll_interval=poll_interval)
+    shown = url if "@" not in url else scheme + "://..."
+    raise ValueError(
+        "GROK_STORE: expected memory, off, sqlite:///absolute/path, redis://... or rediss://..., "
+        f"got {shown!r}"
+    )

@@ -1,0 +1,294 @@
+"""Conversations in an SQLite file: they survive restarts; the file is readable by its owner only."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from grok_chat_mcp.store._base import (
+    Busy,
+    Conversation,
+    Limits,
+    Record,
+    Signals,
+    Unavailable,
+    UnknownConversation,
+    dumps,
+    new_id,
+    store_full,
+    valid_id,
+    wait_polling,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    messages_bytes INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    started_at REAL,
+    chars INTEGER NOT NULL,
+    answer TEXT,
+    answer_bytes INTEGER NOT NULL,
+    error TEXT,
+    updated_at REAL NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
+"""
+# In the queries below, "not busy" is (running = 0 OR started_at IS NULL OR started_at < ?) with
+# ? = now - running_timeout: not running, or running since before the abandon horizon.
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        id=row[0],
+        owner=row[1],
+        messages=json.loads(row[2]),
+        messages_bytes=row[3],
+        running=bool(row[4]),
+        started_at=row[5],
+        chars=row[6],
+        answer=json.loads(row[7]) if row[7] is not None else None,
+        answer_bytes=row[8],
+        error=row[9],
+        updated_at=row[10],
+    )
+
+
+class SQLiteStore:
+    """A :class:`~grok_chat_mcp.store.Store` in one SQLite file (WAL mode).
+
+    One connection, used by one worker thread at a time (a lock); each method is one
+    ``BEGIN IMMEDIATE`` transaction, so processes sharing the file are serialised too.
+    ``wait`` wakes on this process's ``finish``/``fail`` at once and re-reads the file every
+    ``poll_interval`` seconds for other processes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._limits = limits or Limits()
+        self._clock = clock
+        self._poll = poll_interval
+        self._lock = threading.Lock()
+        self._signals = Signals()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        if self.path.stat().st_mode & 0o077:
+            os.chmod(self.path, 0o600)
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            self._db.close()
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is not {SCHEMA_VERSION}: a newer release wrote it"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # The transactions, each run in a worker thread.
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+        except sqlite3.Error as exc:
+            raise Unavailable(exc) from exc
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._db is None:
+                raise RuntimeError("the conversation store is closed")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+    def _load(self, db: sqlite3.Connection, conversation_id: str) -> Record | None:
+        row = db.execute(
+            "SELECT id, owner, messages, messages_bytes, running, started_at, chars, answer, answer_bytes, "
+            "error, updated_at FROM conversations WHERE id = ?",
+            (conversation_id,),
+        ).fetchone()
+        return _record(row) if row is not None else None
+
+    def _save(self, db: sqlite3.Connection, r: Record) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
+            "chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r.id,
+                r.owner,
+                dumps(r.messages),
+                r.messages_bytes,
+                int(r.running),
+                r.started_at,
+                r.chars,
+                dumps(r.answer) if r.answer is not None else None,
+                r.answer_bytes,
+                r.error,
+                r.updated_at,
+                r.size,
+            ),
+        )
+
+    def _owned(self, db: sqlite3.Connection, owner: str, conversation_id: str, now: float) -> Record:
+        record = self._load(db, conversation_id) if valid_id(conversation_id) else None
+        if record is not None and record.expired(now, self._limits):
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            record = None
+        if record is None or record.owner != owner:
+            raise UnknownConversation(conversation_id)
+        return record
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        db.execute(
+            "DELETE FROM conversations WHERE updated_at < ? "
+            "AND (running = 0 OR started_at IS NULL OR started_at < ?)",
+            (now - self._limits.ttl, now - self._limits.running_timeout),
+        )
+
+    def _make_room(self, db: sqlite3.Connection, now: float, count: int, size: int, keep: str = "") -> None:
+        limits = self._limits
+        n, total = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM conversations").fetchone()
+        if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:
+            return
+        victims = db.execute(
+            "SELECT id, size FROM conversations WHERE id != ? "
+            "AND (running = 0 OR started_at IS NULL OR started_at < ?) ORDER BY updated_at",
+            (keep, now - limits.running_timeout),
+        ).fetchall()
+        for victim, victim_size in victims:
+            db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
+            n, total = n - 1, total - victim_size
+            if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:
+                return
+        if count:
+            raise store_full(n)
+
+    # The Store interface.
+
+    async def begin(
+        self, owner: str, conversation_id: str | None, new_messages: list[dict[str, Any]]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        def begin(db: sqlite3.Connection) -> tuple[str, list[dict[str, Any]]]:
+            now = self._clock()
+            self._expire(db, now)
+            if conversation_id is None:
+                record = Record(id=new_id(), owner=owner, updated_at=now)
+                history = record.start(new_messages, now, self._limits)
+                self._make_room(db, now, 1, record.size)
+            else:
+                record = self._owned(db, owner, conversation_id, now)
+                if record.busy(now, self._limits):
+                    raise Busy(conversation_id)
+                history = record.start(new_messages, now, self._limits)
+            self._save(db, record)
+            return record.id, history
+
+        return await self._run(begin)
+
+    async def progress(self, conversation_id: str, chars: int) -> None:
+        def progress(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE conversations SET chars = ? WHERE id = ? AND running = 1", (chars, conversation_id)
+            )
+
+        await self._run(progress)
+
+    async def finish(
+        self,
+        conversation_id: str,
+        new_messages: list[dict[str, Any]],
+        reply: dict[str, Any],
+        answer: dict[str, Any],
+    ) -> None:
+        def finish(db: sqlite3.Connection) -> None:
+            record = self._load(db, conversation_id)
+            if record is None or not record.running:
+                return
+            record.complete(new_messages, reply, answer, self._clock())
+            self._save(db, record)
+            self._make_room(db, record.updated_at, 0, 0, keep=conversation_id)
+
+        await self._run(finish)
+        self._signals.fire(conversation_id)
+
+    async def fail(self, conversation_id: str, error: str) -> None:
+        def fail(db: sqlite3.Connection) -> None:
+            now = self._clock()
+            db.execute(
+                "UPDATE conversations SET running = 0, error = ?, updated_at = ?, "
+                "size = messages_bytes + answer_bytes + ? WHERE id = ? AND running = 1",
+                (error, now, len(error.encode()), conversation_id),
+            )
+            self._make_room(db, now, 0, 0, keep=conversation_id)
+
+        await self._run(fail)
+        self._signals.fire(conversation_id)
+
+    async def get(self, owner: str, conversation_id: str) -> Conversation:
+        def get(db: sqlite3.Connection) -> Conversation:
+            now = self._clock()
+            record = self._owned(db, owner, conversation_id, now)
+            if now > record.updated_at:
+                record.updated_at = now
+                db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+            return record.view(now, self._limits)
+
+        return await self._run(get)
+
+    async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
+        return await wait_polling(
+            self, self._signals, owner, conversation_id, timeout, self._poll, self._busy
+        )
+
+    async def _busy(self, conversation_id: str) -> bool:
+        def busy(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT 1 FROM conversations WHERE id = ? "
+                "AND NOT (running = 0 OR started_at IS NULL OR started_at < ?)",
+                (conversation_id, self._clock() - self._limits.running_timeout),
+            ).fetchone()
+            return row is not None
+
+        return await self._run(busy)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+        self._signals.fire_all()
+        await anyio.to_thread.run_sync(close)

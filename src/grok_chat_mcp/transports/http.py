@@ -1,0 +1,356 @@
+"""Streamable HTTP transport: ``/mcp`` (stateless) and ``/health``, guarded against open-relay use.
+
+Imported only with ``--transport http``. Everything HTTP-specific lives here: who may spend which
+token, browser origins, per-request tokens, and cancellations that arrive in their own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import httpx
+import uvicorn
+from mcp.server import ServerRequestContext
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from grok_chat_mcp import __version__, logs
+from grok_chat_mcp.config import TOKEN_VAR, Settings
+from grok_chat_mcp.server import build_server
+from grok_chat_mcp.tool import CallPolicy
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
+#: Seconds an idle connection is kept open: after a response, before its first request, and
+#: from the first byte of a request to the end of its head.
+IDLE_TIMEOUT = 5
+#: MCP requests served at once; more get HTTP 503 (``GET /health`` is always answered).
+DEFAULT_MAX_REQUESTS = 1024
+#: Connections the kernel queues before the server accepts them.
+BACKLOG = 4096
+#: The largest JSON-RPC request body accepted (a request with a 20 MiB image as a data: URL).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bearer(headers: Mapping[str, str] | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    value = (headers or {}).get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may use this server's upstream balance, and from which web pages."""
+
+    host: str
+    server_token: bool
+    allow_shared_token: bool = False
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def shares_server_token(self) -> bool:
+        """Whether a request without its own token may spend the server's."""
+        return self.server_token and (is_loopback(self.host) or self.allow_shared_token)
+
+    def startup_problem(self) -> str | None:
+        """Why the server must not start with this configuration, or None."""
+        if self.server_token and not is_loopback(self.host) and not self.allow_shared_token:
+            return (
+                f"refusing to serve {TOKEN_VAR} to anyone who can reach {self.host}: on a non-loopback "
+                "address each request must bring its own token in an Authorization header. Unset "
+                f"{TOKEN_VAR}, listen on 127.0.0.1, or pass --allow-shared-token if this network is trusted."
+            )
+        return None
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Requests without Origin (non-browser clients) pass; browsers only from allowed origins."""
+        if not origin:
+            return True
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        return any(origin == base or origin.startswith(base + ":") for base in LOOPBACK_ORIGINS)
+
+
+def request_token(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The calling request's own token (None: the server's, where the policy allows it)."""
+    token = bearer(getattr(ctx.request, "headers", None))
+    logs.remember(token)  # redacted from every log line from now on
+    return token
+
+
+class InFlight:
+    """Calls in progress, so that a ``notifications/cancelled`` sent in its own POST (the stateless
+    transport has no session to route it) finds its call.
+
+    A call is known by its caller (a hash of the bearer token and the client's address) and its
+    request id. A cancel that matches more than one call (two clients behind one address sharing a
+    token and an id) cancels none: it cannot say which one it means.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: dict[tuple[str, str], list[anyio.CancelScope]] = {}
+
+    @staticmethod
+    def _key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> tuple[str, str]:
+        request = ctx.request
+        token = bearer(getattr(request, "headers", None)) or ""
+        client = getattr(request, "client", None)
+        host = getattr(client, "host", "") or ""
+        caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
+        return caller, json.dumps(request_id)
+
+    @contextmanager
+    def track(self, ctx: ServerRequestContext[Any, Any]) -> Iterator[anyio.CancelScope]:
+        key = self._key(ctx, ctx.request_id)
+        scope = anyio.CancelScope()
+        self._scopes.setdefault(key, []).append(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            scopes = self._scopes[key]
+            scopes.remove(scope)
+            if not scopes:
+                del self._scopes[key]
+
+    def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None:
+        scopes = self._scopes.get(self._key(ctx, request_id), [])
+        if len(scopes) == 1:
+            scopes[0].cancel()
+            logger.info("cancelled call %s at the client's request", request_id)
+        elif scopes:
+            logger.warning("a cancel for %s matches %d calls; cancelled none", request_id, len(scopes))
+
+    def __len__(self) -> int:
+        return sum(len(scopes) for scopes in self._scopes.values())
+
+
+class Guard:
+    """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401),
+    ``GET /mcp`` (405: a stateless server has no stream to offer) and requests past the limit (503).
+    """
+
+    def __init__(self, app: ASGIApp, policy: Policy, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
+        self.app = app
+        self.policy = policy
+        self.max_requests = max_requests
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+    def _refusal(self, request: Request) -> Response | None:
+        if request.url.path == "/health" and request.method == "GET":
+            return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
+        if request.url.path.startswith(MCP_PATH) and request.method == "GET":
+            return _error(
+                405,
+                "method not allowed",
+                "This server is stateless: POST each JSON-RPC message; there is no event stream to GET.",
+                {"Allow": "POST, OPTIONS"},
+            )
+        if not self.policy.origin_allowed(request.headers.get("origin")):
+            logger.warning("refused a request from origin %r", request.headers.get("origin"))
+            return _error(
+                403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
+            )
+        needs_token = request.url.path.startswith(MCP_PATH) and request.method != "OPTIONS"
+        if needs_token and bearer(request.headers) is None and not self.policy.shares_server_token:
+            return _error(
+                401,
+                "token required",
+                "Send your AceDataCloud token as 'Authorization: Bearer <token>'.",
+                {"WWW-Authenticate": 'Bearer realm="grok-chat-mcp"'},
+            )
+        if needs_token and self.active >= self.max_requests:
+            return _error(
+                503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"}
+            )
+        return None
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": f"{code}: {message}"}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def create_app(
+    settings: Settings,
+    policy: Policy,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    heartbeat: float = 5.0,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+) -> ASGIApp:
+    """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, behind :class:`Guard`."""
+    if not policy.shares_server_token:
+        settings = replace(settings, api_token=None)
+    call_policy = CallPolicy(
+        token=request_token,
+        local_images=False,
+        tracker=InFlight(),
+        heartbeat=heartbeat,
+        progress_needs_token=True,
+    )
+    server = build_server(settings, transport=transport, policy=call_policy)
+    loopback = is_loopback(policy.host)
+    names = dict.fromkeys(["127.0.0.1", "localhost", "[::1]", _host_header(policy.host)])
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=loopback,  # Host checks: only where the valid names are known
+        allowed_hosts=[*names, *(f"{name}:*" for name in names)],
+        allowed_origins=[f"{base}:*" for base in LOOPBACK_ORIGINS]
+        + [*LOOPBACK_ORIGINS, *policy.allowed_origins],
+    )
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        transport_security=security,
+        host=policy.host,
+        max_request_body_size=MAX_BODY_BYTES,
+    )
+    cors = CORSMiddleware(  # lets pages from allowed origins read the answers
+        app,
+        allow_origins=[origin for origin in policy.allowed_origins if origin != "*"],
+        allow_origin_regex=LOOPBACK_ORIGIN_PATTERN if "*" not in policy.allowed_origins else ".*",
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version"],
+        expose_headers=["Mcp-Session-Id"],
+        max_age=600,
+    )
+    return Guard(cors, policy, max_requests)
+
+
+def _host_header(host: str) -> str:
+    """How ``host`` appears in a Host header (IPv6 in brackets)."""
+    return f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+
+
+class IdleLimitedH11(H11Protocol):
+    """uvicorn's h11 protocol, with the idle timeout also before a new connection's first request
+    and on a request whose head does not arrive: its request line and headers must be complete
+    within the idle timeout of its first byte (uvicorn stops timing at the first byte, so a client
+    sending part of a head, or a byte now and then, held the connection for ever)."""
+
+    head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.head_deadline is None and self._awaiting_head():
+            self.head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_timeout, self.cycle)
+        elif self.head_deadline is not None and not self._awaiting_head():
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+        super().connection_lost(exc)
+
+    def _awaiting_head(self) -> bool:
+        """Bytes arrived, but no request is in progress: its head is still incomplete (a complete
+        head starts a new cycle)."""
+        between = self.cycle is None or self.cycle.response_complete
+        return between and not self.transport.is_closing()
+
+    def _head_timeout(self, cycle: object) -> None:
+        self.head_deadline = None
+        if self.cycle is cycle and self._awaiting_head():  # no request began since the first byte
+            logger.info("closed a connection whose request head did not arrive in time")
+            self.timeout_keep_alive_handler()
+
+
+def serve(
+    settings: Settings,
+    policy: Policy,
+    port: int,
+    *,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    idle_timeout: int = IDLE_TIMEOUT,
+) -> None:
+    """Run the HTTP server until interrupted; logs the address it really bound (``--port 0``)."""
+    from grok_chat_mcp import eventloop
+
+    _raise_file_limit()
+    family = socket.AF_INET6 if ":" in policy.host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((policy.host.strip("[]"), port))
+    sock.listen(BACKLOG)  # connections wait in the backlog until the server accepts them
+    bound = sock.getsockname()[1]
+    logger.info("serving MCP at http://%s:%d%s", _host_header(policy.host), bound, MCP_PATH)
+    config = uvicorn.Config(
+        create_app(settings, policy, max_requests=max_requests),
+        loop=eventloop.choose(settings.event_loop),
+        http=IdleLimitedH11,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=idle_timeout,
+        backlog=BACKLOG,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _raise_file_limit() -> None:
+    """Let the process hold as many connections as the system allows it (the soft limit is often 1024)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            logger.debug("could not raise the open-file limit from %d", soft)
