@@ -11,7 +11,7 @@ import os
 import socket
 import sqlite3
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,32 @@ async def turn(store: Store, cid: str | None, text: str, owner: str = ALICE) -> 
 
 
 # The same behaviour from every store.
+
+
+async def waited(
+    store: Store,
+    cid: str,
+    then: Callable[[], Awaitable[object]],
+    *,
+    waiters: int = 1,
+    settle: float = 3 * POLL,
+    quiet: bool = False,
+) -> list[Conversation]:
+    """What ``waiters`` calls of ``store.wait`` return when ``then`` runs while they wait."""
+    seen: list[Conversation] = []
+
+    async def collect() -> None:
+        seen.append(await store.wait(ALICE, cid, 60.0))
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            for _ in range(waiters):
+                tg.start_soon(collect)
+            await anyio.sleep(settle)
+            if quiet:
+                assert not seen
+            await then()
+    return seen
 
 
 async def test_two_turns_send_and_keep_the_history(make: Factory) -> None:
@@ -374,66 +400,32 @@ async def test_an_abandoned_call_reads_as_interrupted(make: Factory) -> None:
 async def test_wait_returns_when_the_call_finishes(make: Factory) -> None:
     store = make()
     cid, _ = await store.begin(ALICE, None, [user("q")])
-    seen: list[Conversation] = []
-
-    async def collect() -> None:
-        seen.append(await store.wait(ALICE, cid, 60.0))
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect)
-            await anyio.sleep(3 * POLL)
-            assert not seen
-            await store.finish(cid, [user("q")], reply("a"), answer("a"))
+    seen = await waited(
+        store, cid, lambda: store.finish(cid, [user("q")], reply("a"), answer("a")), quiet=True
+    )
     assert [(c.running, c.answer) for c in seen] == [(False, answer("a"))]
 
 
 async def test_wait_wakes_on_this_process_finish_without_polling(make: Factory) -> None:
     store = make(poll_interval=60.0)
     cid, _ = await store.begin(ALICE, None, [user("q")])
-    seen: list[Conversation] = []
-
-    async def collect() -> None:
-        seen.append(await store.wait(ALICE, cid, 60.0))
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect)
-            await anyio.sleep(3 * POLL)
-            await store.finish(cid, [user("q")], reply("a"), answer("a"))
+    seen = await waited(store, cid, lambda: store.finish(cid, [user("q")], reply("a"), answer("a")))
     assert seen[0].answer == answer("a")
 
 
 async def test_concurrent_waiters_all_wake(make: Factory) -> None:
     store = make(poll_interval=60.0)
     cid, _ = await store.begin(ALICE, None, [user("q")])
-    seen: list[Conversation] = []
-
-    async def collect() -> None:
-        seen.append(await store.wait(ALICE, cid, 60.0))
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as tg:
-            for _ in range(3):
-                tg.start_soon(collect)
-            await anyio.sleep(3 * POLL)
-            await store.finish(cid, [user("q")], reply("a"), answer("a"))
+    seen = await waited(
+        store, cid, lambda: store.finish(cid, [user("q")], reply("a"), answer("a")), waiters=3
+    )
     assert [c.answer for c in seen] == [answer("a")] * 3
 
 
 async def test_wait_returns_when_the_call_fails(make: Factory) -> None:
     store = make()
     cid, _ = await store.begin(ALICE, None, [user("q")])
-    seen: list[Conversation] = []
-
-    async def collect() -> None:
-        seen.append(await store.wait(ALICE, cid, 60.0))
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect)
-            await anyio.sleep(3 * POLL)
-            await store.fail(cid, "boom")
+    seen = await waited(store, cid, lambda: store.fail(cid, "boom"))
     assert [(c.running, c.error) for c in seen] == [(False, "boom")]
 
 
@@ -618,16 +610,7 @@ async def test_sqlite_two_stores_on_one_file_collect_each_other(tmp_path: Path) 
         cid, _ = await a.begin(ALICE, None, [user("q")])
         with pytest.raises(Busy):
             await b.begin(ALICE, cid, [user("q")])
-        seen: list[Conversation] = []
-
-        async def collect() -> None:
-            seen.append(await b.wait(ALICE, cid, 60.0))
-
-        with anyio.fail_after(GUARD):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(collect)
-                await anyio.sleep(3 * POLL)
-                await a.finish(cid, [user("q")], reply("a"), answer("a"))
+        seen = await waited(b, cid, lambda: a.finish(cid, [user("q")], reply("a"), answer("a")))
         assert seen[0].answer == answer("a")
     finally:
         await a.aclose()
@@ -653,17 +636,9 @@ async def test_redis_replicas_share_conversations(redis_url: str) -> None:
         assert history == [user("one"), reply("re: one"), user("two")]
         with pytest.raises(Busy):
             await a.begin(ALICE, cid, [user("two")])
-        seen: list[Conversation] = []
-
-        async def collect() -> None:
-            seen.append(await a.wait(ALICE, cid, 60.0))
-
-        with anyio.fail_after(GUARD):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(collect)
-                await anyio.sleep(0.05)
-                assert not seen
-                await b.finish(cid, [user("two")], reply("r2"), answer("r2"))
+        seen = await waited(
+            a, cid, lambda: b.finish(cid, [user("two")], reply("r2"), answer("r2")), settle=0.05, quiet=True
+        )
         assert seen[0].answer == answer("r2")
         assert (await a.get(ALICE, cid)).messages[-1] == reply("r2")
         with pytest.raises(UnknownConversation):
@@ -679,16 +654,7 @@ async def test_redis_wait_falls_back_to_polling(redis_url: str) -> None:
     raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     try:
         cid, _ = await store.begin(ALICE, None, [user("q")])
-        seen: list[Conversation] = []
-
-        async def collect() -> None:
-            seen.append(await store.wait(ALICE, cid, 60.0))
-
-        with anyio.fail_after(GUARD):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(collect)
-                await anyio.sleep(3 * POLL)
-                await raw.hset(f"poll-test:c:{cid}", "running", "0")
+        seen = await waited(store, cid, lambda: raw.hset(f"poll-test:c:{cid}", "running", "0"))
         assert not seen[0].running
     finally:
         await store.aclose()
