@@ -281,8 +281,7 @@ class _Connection(asyncio.Protocol):
         self.lost: BaseException | None = None
         self.write_paused = False
         self._reading_paused = False
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
@@ -299,25 +298,24 @@ class _Connection(asyncio.Protocol):
         if self.buffered > READ_BUFFER_HIGH and not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
-        _wake(self._readable)
+        _wake(self._waiter)
 
     def eof_received(self) -> bool:
         self.eof = True
-        _wake(self._readable)
+        _wake(self._waiter)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.lost = exc
-        _wake(self._readable)
-        _wake(self._writable)
+        _wake(self._waiter)
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        _wake(self._writable)
+        _wake(self._waiter)
 
     def take(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of what was received (call when something was)."""
@@ -341,21 +339,14 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def readable(self, seconds: float | None) -> bool:
-        """Wait until something arrives or the connection ends; False if ``seconds`` passed first."""
-        self._readable = asyncio.get_running_loop().create_future()
+    async def changed(self, seconds: float | None) -> bool:
+        """Wait until something arrives, the connection ends or writes resume; False if ``seconds``
+        passed first. (HTTP/1.1: a connection is read or written by one task at a time.)"""
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            return await _within(self._readable, seconds)
+            return await _within(self._waiter, seconds)
         finally:
-            self._readable = None
-
-    async def writable(self, seconds: float | None) -> bool:
-        """Wait until the transport takes writes again; False if ``seconds`` passed first."""
-        self._writable = asyncio.get_running_loop().create_future()
-        try:
-            return await _within(self._writable, seconds)
-        finally:
-            self._writable = None
+            self._waiter = None
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -396,7 +387,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 if connection.lost is not None:
                     raise httpcore.ReadError(str(connection.lost) or type(connection.lost).__name__)
                 return b""
-            if not await connection.readable(timeout):
+            if not await connection.changed(timeout):
                 raise httpcore.ReadTimeout("no data arrived within the read timeout")
             if not connection.chunks:
                 return await self.read(max_bytes, timeout)
@@ -413,8 +404,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             transport.write(buffer)
         except (OSError, RuntimeError) as exc:
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
-        if connection.write_paused and not await connection.writable(timeout):
-            raise httpcore.WriteTimeout("the request could not be sent within the write timeout")
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while connection.write_paused and not connection.closed:
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if (left is not None and left <= 0) or not await connection.changed(left):
+                raise httpcore.WriteTimeout("the request could not be sent within the write timeout")
         if connection.closed and connection.lost is not None:
             raise httpcore.WriteError(str(connection.lost) or type(connection.lost).__name__)
 
