@@ -23,9 +23,8 @@ import uvicorn
 from mcp.server import ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from grok_chat_mcp import __version__, logs
@@ -61,7 +60,11 @@ def is_loopback(host: str) -> bool:
 
 def bearer(headers: Mapping[str, str] | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, if any."""
-    value = (headers or {}).get("authorization", "")
+    return bearer_token((headers or {}).get("authorization", ""))
+
+
+def bearer_token(value: str) -> str | None:
+    """The token of an ``Authorization`` header's value ``Bearer <token>``, if it is one."""
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -159,46 +162,72 @@ class InFlight:
 class Guard:
     """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401),
     ``GET /mcp`` (405: a stateless server has no stream to offer) and requests past the limit (503).
+
+    It reads the path, method and the two headers it needs straight from the ASGI scope (no
+    request object per call), and sends only requests with an ``Origin`` header through the CORS
+    middleware: for the others that middleware adds ``Vary: Origin`` and nothing else, which
+    :func:`_vary_origin` does without it.
     """
 
-    def __init__(self, app: ASGIApp, policy: Policy, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        cors: ASGIApp | None = None,
+    ) -> None:
         self.app = app
+        self.cors = cors
         self.policy = policy
         self.max_requests = max_requests
         self.active = 0
+        self._shares_server_token = policy.shares_server_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        refusal = self._refusal(request)
+        origin: str | None = None
+        authorization: str | None = None
+        for name, value in scope["headers"]:  # the first of each, as starlette's Headers.get reads them
+            if name == b"origin":
+                if origin is None:
+                    origin = value.decode("latin-1")
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        refusal = self._refusal(scope["path"], scope["method"], origin, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         self.active += 1
         try:
-            await self.app(scope, receive, send)
+            if origin is None or self.cors is None:
+                await self.app(scope, receive, _vary_origin(send) if self.cors is not None else send)
+            else:
+                await self.cors(scope, receive, send)
         finally:
             self.active -= 1
 
-    def _refusal(self, request: Request) -> Response | None:
-        if request.url.path == "/health" and request.method == "GET":
+    def _refusal(
+        self, path: str, method: str, origin: str | None, authorization: str | None
+    ) -> Response | None:
+        if path == "/health" and method == "GET":
             return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
-        if request.url.path.startswith(MCP_PATH) and request.method == "GET":
+        mcp = path.startswith(MCP_PATH)
+        if mcp and method == "GET":
             return _error(
                 405,
                 "method not allowed",
                 "This server is stateless: POST each JSON-RPC message; there is no event stream to GET.",
                 {"Allow": "POST, OPTIONS"},
             )
-        if not self.policy.origin_allowed(request.headers.get("origin")):
-            logger.warning("refused a request from origin %r", request.headers.get("origin"))
+        if origin is not None and not self.policy.origin_allowed(origin):
+            logger.warning("refused a request from origin %r", origin)
             return _error(
                 403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
             )
-        needs_token = request.url.path.startswith(MCP_PATH) and request.method != "OPTIONS"
-        if needs_token and bearer(request.headers) is None and not self.policy.shares_server_token:
+        needs_token = mcp and method != "OPTIONS"
+        if needs_token and not self._shares_server_token and bearer_token(authorization or "") is None:
             return _error(
                 401,
                 "token required",
@@ -210,6 +239,23 @@ class Guard:
                 503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"}
             )
         return None
+
+
+def _vary_origin(send: Send) -> Send:
+    """``send`` with ``Origin`` added to the response's ``Vary`` header, as starlette's CORS
+    middleware adds it to every response (the answer depends on the request's origin)."""
+
+    async def varied(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            vary = [value for name, value in headers if name.lower() == b"vary"]
+            if vary:
+                headers = [(name, value) for name, value in headers if name.lower() != b"vary"]
+            headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return varied
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -260,7 +306,7 @@ def create_app(
         expose_headers=["Mcp-Session-Id"],
         max_age=600,
     )
-    return Guard(cors, policy, max_requests)
+    return Guard(app, policy, max_requests, cors)
 
 
 def _host_header(host: str) -> str:
