@@ -111,11 +111,9 @@ def build_server(
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
         store = _open_store(settings)
+        calls = Calls(store, return_after=settings.return_after, call_timeout=settings.call_timeout)
         try:
             async with anyio.create_task_group() as group:
-                calls = Calls(
-                    store, group, return_after=settings.return_after, call_timeout=settings.call_timeout
-                )
 
                 def warm_up(start: Callable[[], Coroutine[Any, Any, Any]]) -> None:
                     group.start_soon(start)
@@ -124,6 +122,7 @@ def build_server(
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await calls.aclose()  # the calls still running record that they were cut off
                 if store is not None:
                     await store.aclose()
                 await upstream.aclose()
