@@ -12,9 +12,9 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -122,30 +122,23 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._scopes: dict[tuple[str, str], list[anyio.CancelScope]] = {}
+        self._scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]] = {}
 
     @staticmethod
-    def _key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> tuple[str, str]:
+    def _key(
+        ctx: ServerRequestContext[Any, Any], request_id: str | int | None
+    ) -> tuple[str, bool, str | int]:
         request = ctx.request
         token = bearer(getattr(request, "headers", None)) or ""
         client = getattr(request, "client", None)
         host = getattr(client, "host", "") or ""
         caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
-        return caller, json.dumps(request_id)
+        # The id's type is part of it: 1 and "1" are different ids.
+        return caller, isinstance(request_id, str), request_id if request_id is not None else ""
 
-    @contextmanager
-    def track(self, ctx: ServerRequestContext[Any, Any]) -> Iterator[anyio.CancelScope]:
-        key = self._key(ctx, ctx.request_id)
-        scope = anyio.CancelScope()
-        self._scopes.setdefault(key, []).append(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            scopes = self._scopes[key]
-            scopes.remove(scope)
-            if not scopes:
-                del self._scopes[key]
+    def track(self, ctx: ServerRequestContext[Any, Any]) -> _Tracked:
+        """While inside, a cancel from the same caller for the call's request id cancels it."""
+        return _Tracked(self._scopes, self._key(ctx, ctx.request_id))
 
     def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None:
         scopes = self._scopes.get(self._key(ctx, request_id), [])
@@ -157,6 +150,34 @@ class InFlight:
 
     def __len__(self) -> int:
         return sum(len(scopes) for scopes in self._scopes.values())
+
+
+class _Tracked:
+    """One call in :class:`InFlight`'s table while inside; its cancel scope is the one entered."""
+
+    __slots__ = ("_key", "_scope", "_scopes")
+
+    def __init__(
+        self,
+        scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]],
+        key: tuple[str, bool, str | int],
+    ) -> None:
+        self._scopes, self._key, self._scope = scopes, key, anyio.CancelScope()
+
+    def __enter__(self) -> anyio.CancelScope:
+        self._scopes.setdefault(self._key, []).append(self._scope)
+        return self._scope.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            return self._scope.__exit__(kind, exc, tb)
+        finally:
+            scopes = self._scopes[self._key]
+            scopes.remove(self._scope)
+            if not scopes:
+                del self._scopes[self._key]
 
 
 class Guard:
