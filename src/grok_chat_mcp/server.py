@@ -42,8 +42,9 @@ INSTRUCTIONS = (
 
 
 class Upstream:
-    """The pooled upstream client, built on first use, in a worker thread: importing httpx and
-    creating its TLS context take about 0.1 s that start-up does not pay (docs/design.md)."""
+    """The pooled upstream client, built when the first call needs it, in a worker thread (the
+    event loop goes on serving meanwhile): a server that is only started and listed never imports
+    httpx nor creates a TLS context (docs/design.md, start-up)."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         self._settings = settings
@@ -131,7 +132,6 @@ def build_server(
     async def list_tools(
         ctx: ServerRequestContext[tool.Services], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        ctx.lifespan_context.warm_up(ctx.lifespan_context.grok)  # the first call need not wait for it
         return ListToolsResult(tools=[definition])
 
     async def call_tool(
