@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -42,8 +42,9 @@ INSTRUCTIONS = (
 
 
 class Upstream:
-    """The pooled upstream client, built on first use, in a worker thread: importing httpx and
-    creating its TLS context take about 0.1 s that start-up does not pay (docs/design.md)."""
+    """The pooled upstream client, built when the first call needs it, in a worker thread (the
+    event loop goes on serving meanwhile): a server that is only started and listed never imports
+    httpx nor creates a TLS context (docs/design.md, start-up)."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         self._settings = settings
@@ -113,13 +114,7 @@ def build_server(
         store = _open_store(settings)
         calls = Calls(store, return_after=settings.return_after, call_timeout=settings.call_timeout)
         try:
-            async with anyio.create_task_group() as group:
-
-                def warm_up(start: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-                    group.start_soon(start)
-
-                yield tool.Services(upstream, Table(), calls, settings.api_token, warm_up)
-                group.cancel_scope.cancel()
+            yield tool.Services(upstream, Table(), calls, settings.api_token)
         finally:
             with anyio.CancelScope(shield=True):
                 await calls.aclose()  # the calls still running record that they were cut off
@@ -130,7 +125,6 @@ def build_server(
     async def list_tools(
         ctx: ServerRequestContext[tool.Services], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        ctx.lifespan_context.warm_up(ctx.lifespan_context.grok)  # the first call need not wait for it
         return ListToolsResult(tools=[definition])
 
     async def call_tool(

@@ -102,8 +102,6 @@ class Services:
     table: Table
     calls: Calls
     api_token: str | None
-    #: Starts a coroutine function in the background (the server's task group).
-    warm_up: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None]
 
 
 async def call(
