@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -102,8 +102,6 @@ class Services:
     table: Table
     calls: Calls
     api_token: str | None
-    #: Starts a coroutine function in the background (the server's task group).
-    warm_up: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None]
 
 
 async def call(
@@ -114,22 +112,14 @@ async def call(
     secrets = Secrets((token, services.api_token))
     if params.name != NAME:
         return results.error(f"Unknown tool {params.name[:80]!r}: this server has only {NAME}.")
-    with _tracked(policy, ctx) as scope:
+    if policy.tracker is None:
+        return await _call(services, policy, ctx, params, token, secrets)
+    with policy.tracker.track(ctx) as scope:
         return await _call(services, policy, ctx, params, token, secrets)
     # Reached only when a cancellation routed by the tracker ended the block.
     assert scope.cancelled_caught
     logger.info("call %s cancelled by the client; upstream request aborted", ctx.request_id)
     return results.error("Cancelled by the client; the upstream request was aborted.")
-
-
-@contextmanager
-def _tracked(policy: CallPolicy, ctx: ServerRequestContext[Any, Any]) -> Iterator[anyio.CancelScope]:
-    if policy.tracker is None:
-        with anyio.CancelScope() as scope:
-            yield scope
-        return
-    with policy.tracker.track(ctx) as scope:
-        yield scope
 
 
 async def _call(

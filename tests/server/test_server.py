@@ -30,6 +30,25 @@ async def test_server_identity(mcp: Client) -> None:
     assert mcp.instructions and TOOL_NAME in mcp.instructions
 
 
+def test_no_schema_for_the_header_check(settings: Settings) -> None:
+    """The SDK checks ``Mcp-Param-*`` headers only against properties that declare ``x-mcp-header``;
+    ours declares none, so the lookup gives no schema and the check (which would pass every call
+    anyway) is skipped instead of walking the whole schema twice per call."""
+    from mcp.shared.inbound import validate_mcp_param_headers
+
+    from grok_chat_mcp.server import input_schema
+
+    schema = input_schema()
+    assert "x-mcp-header" not in json.dumps(schema)
+    server = build_server(settings)
+    assert server.get_tool_input_schema is not None
+    assert server.get_tool_input_schema(TOOL_NAME) is None
+    assert server.get_tool_input_schema("other") is None
+    arguments = {"model": "grok-4", "messages": HELLO, "stream": True}
+    for headers in ({}, {"mcp-param-model": "grok-3"}, {"mcp-param-stream": "false", "mcp-name": TOOL_NAME}):
+        assert validate_mcp_param_headers(schema, arguments, headers) is None
+
+
 async def test_tools_list_advertises_the_contract(mcp: Client) -> None:
     (tool,) = (await mcp.list_tools()).tools
     assert tool.name == TOOL_NAME

@@ -190,20 +190,28 @@ def test_documented_configs_launch_the_installed_server() -> None:
 
 
 def test_start_up_defers_garbage_collection_and_restores_it() -> None:
-    """The collector is off while the SDK is imported and the server built, then as it was."""
+    """The collector is off while the SDK is imported and the server built, then as it was; what
+    a successful start-up built is frozen."""
     from grok_chat_mcp.cli import collecting_later
 
     assert gc.isenabled()
-    with collecting_later():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
     try:
         with collecting_later():
-            pass
-        assert not gc.isenabled()  # a host that turned it off keeps it off
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what start-up built is never walked again
+        gc.unfreeze()
+        gc.disable()
+        try:
+            with collecting_later():
+                pass
+            assert not gc.isenabled()  # a host that turned it off keeps it off
+        finally:
+            gc.enable()
+        gc.unfreeze()
+        with pytest.raises(RuntimeError), collecting_later():
+            raise RuntimeError("start-up failed")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0  # a failed start-up freezes nothing
     finally:
-        gc.enable()
-    with pytest.raises(RuntimeError), collecting_later():
-        raise RuntimeError("start-up failed")
-    assert gc.isenabled()
+        gc.unfreeze()

@@ -269,6 +269,24 @@ async def test_allowed_browser_origins_get_cors_headers(stand_in: Upstream, orig
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
+async def test_answers_vary_by_origin(stand_in: Upstream) -> None:
+    """Every MCP answer says it depends on Origin (caches must not share it across origins), with
+    or without an Origin header; an allowed origin also gets its CORS header."""
+    policy = Policy(host="0.0.0.0", server_token=False, allowed_origins=("https://app.example.com",))
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {**MCP_HEADERS, "Mcp-Protocol-Version": "2025-06-18", "Authorization": "Bearer tok-vary"}
+    async with serving(stand_in, policy) as base, httpx.AsyncClient(timeout=10) as http:
+        plain = await http.post(f"{base}/mcp", json=ping, headers=headers)
+        browser = await http.post(
+            f"{base}/mcp", json=ping, headers={**headers, "Origin": "https://app.example.com"}
+        )
+    assert plain.status_code == browser.status_code == 200
+    assert plain.headers.get_list("vary") == ["Origin"]
+    assert "access-control-allow-origin" not in plain.headers
+    assert browser.headers.get_list("vary") == ["Origin"]
+    assert browser.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
 def raw_call(request_id: int, scenario: str) -> dict[str, object]:
     arguments = {"messages": HELLO, "user": f"scenario:{scenario}", "stream": True}
     params = {"name": "grok_chat_completions", "arguments": arguments}

@@ -219,7 +219,36 @@ def test_start_up_does_not_import_the_upstream_http_client() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert json.loads(done.stdout) is False  # httpx is imported in the background after tools/list
+    assert json.loads(done.stdout) is False  # httpx is imported when the first call needs it
+
+
+def test_a_server_only_listed_never_builds_the_upstream_client(stand_in: Upstream, tmp_path: Path) -> None:
+    """Up to the first ``tools/list`` reply (and to exit after it) nothing of the upstream client
+    is imported: a client that only lists the tool never pays for httpx or a TLS context."""
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "grok_chat_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=server_env(stand_in.url("ok")),
+        cwd=tmp_path,
+    )
+    try:
+        server = Raw(process)
+        server.initialize()
+        server.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert server.receive()["result"]["tools"][0]["name"] == "grok_chat_completions"
+        assert process.stdin is not None and process.stderr is not None
+        process.stdin.close()
+        errors = process.stderr.read()
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in errors.decode().splitlines() if "|" in line}
+    assert "grok_chat_mcp.server" in imported  # the import log is complete
+    assert not {"httpx", "grok_chat_mcp.upstream", "grok_chat_mcp.request"} & imported
 
 
 #: ``auto`` is uvloop where it is installed; ``asyncio`` is the fallback (and Windows).

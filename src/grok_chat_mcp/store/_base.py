@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import pydantic_core
 
 MiB = 1024 * 1024
 
@@ -138,13 +138,15 @@ def human_size(n: int) -> str:
 
 
 def dumps(value: Any) -> str:
-    """The JSON text stored and measured: compact, UTF-8 as is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """The JSON text stored and measured: compact, UTF-8 as is (what ``json.dumps`` writes with
+    compact separators and ``ensure_ascii=False``, but for floats under 1e-4, which it writes in
+    exponent form; see docs/benchmarks.md for why not ``json``)."""
+    return pydantic_core.to_json(value).decode()
 
 
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as stored JSON."""
-    return len(dumps(value).encode())
+    return len(pydantic_core.to_json(value))
 
 
 def joined_size(a: int, b: int) -> int:

@@ -12,9 +12,9 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -23,9 +23,8 @@ import uvicorn
 from mcp.server import ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from grok_chat_mcp import __version__, logs
@@ -61,7 +60,11 @@ def is_loopback(host: str) -> bool:
 
 def bearer(headers: Mapping[str, str] | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, if any."""
-    value = (headers or {}).get("authorization", "")
+    return bearer_token((headers or {}).get("authorization", ""))
+
+
+def bearer_token(value: str) -> str | None:
+    """The token of an ``Authorization`` header's value ``Bearer <token>``, if it is one."""
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -119,30 +122,23 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._scopes: dict[tuple[str, str], list[anyio.CancelScope]] = {}
+        self._scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]] = {}
 
     @staticmethod
-    def _key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> tuple[str, str]:
+    def _key(
+        ctx: ServerRequestContext[Any, Any], request_id: str | int | None
+    ) -> tuple[str, bool, str | int]:
         request = ctx.request
         token = bearer(getattr(request, "headers", None)) or ""
         client = getattr(request, "client", None)
         host = getattr(client, "host", "") or ""
         caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
-        return caller, json.dumps(request_id)
+        # The id's type is part of it: 1 and "1" are different ids.
+        return caller, isinstance(request_id, str), request_id if request_id is not None else ""
 
-    @contextmanager
-    def track(self, ctx: ServerRequestContext[Any, Any]) -> Iterator[anyio.CancelScope]:
-        key = self._key(ctx, ctx.request_id)
-        scope = anyio.CancelScope()
-        self._scopes.setdefault(key, []).append(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            scopes = self._scopes[key]
-            scopes.remove(scope)
-            if not scopes:
-                del self._scopes[key]
+    def track(self, ctx: ServerRequestContext[Any, Any]) -> _Tracked:
+        """While inside, a cancel from the same caller for the call's request id cancels it."""
+        return _Tracked(self._scopes, self._key(ctx, ctx.request_id))
 
     def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None:
         scopes = self._scopes.get(self._key(ctx, request_id), [])
@@ -156,49 +152,103 @@ class InFlight:
         return sum(len(scopes) for scopes in self._scopes.values())
 
 
+class _Tracked:
+    """One call in :class:`InFlight`'s table while inside; its cancel scope is the one entered."""
+
+    __slots__ = ("_key", "_scope", "_scopes")
+
+    def __init__(
+        self,
+        scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]],
+        key: tuple[str, bool, str | int],
+    ) -> None:
+        self._scopes, self._key, self._scope = scopes, key, anyio.CancelScope()
+
+    def __enter__(self) -> anyio.CancelScope:
+        self._scopes.setdefault(self._key, []).append(self._scope)
+        return self._scope.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            return self._scope.__exit__(kind, exc, tb)
+        finally:
+            scopes = self._scopes[self._key]
+            scopes.remove(self._scope)
+            if not scopes:
+                del self._scopes[self._key]
+
+
 class Guard:
     """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401),
     ``GET /mcp`` (405: a stateless server has no stream to offer) and requests past the limit (503).
+
+    It reads the path, method and the two headers it needs straight from the ASGI scope (no
+    request object per call), and sends only requests with an ``Origin`` header through the CORS
+    middleware: for the others that middleware adds ``Vary: Origin`` and nothing else, which
+    :func:`_vary_origin` does without it.
     """
 
-    def __init__(self, app: ASGIApp, policy: Policy, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        cors: ASGIApp | None = None,
+    ) -> None:
         self.app = app
+        self.cors = cors
         self.policy = policy
         self.max_requests = max_requests
         self.active = 0
+        self._shares_server_token = policy.shares_server_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        refusal = self._refusal(request)
+        origin: str | None = None
+        authorization: str | None = None
+        for name, value in scope["headers"]:  # the first of each, as starlette's Headers.get reads them
+            if name == b"origin":
+                if origin is None:
+                    origin = value.decode("latin-1")
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        refusal = self._refusal(scope["path"], scope["method"], origin, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         self.active += 1
         try:
-            await self.app(scope, receive, send)
+            if origin is None or self.cors is None:
+                await self.app(scope, receive, _vary_origin(send) if self.cors is not None else send)
+            else:
+                await self.cors(scope, receive, send)
         finally:
             self.active -= 1
 
-    def _refusal(self, request: Request) -> Response | None:
-        if request.url.path == "/health" and request.method == "GET":
+    def _refusal(
+        self, path: str, method: str, origin: str | None, authorization: str | None
+    ) -> Response | None:
+        if path == "/health" and method == "GET":
             return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
-        if request.url.path.startswith(MCP_PATH) and request.method == "GET":
+        mcp = path.startswith(MCP_PATH)
+        if mcp and method == "GET":
             return _error(
                 405,
                 "method not allowed",
                 "This server is stateless: POST each JSON-RPC message; there is no event stream to GET.",
                 {"Allow": "POST, OPTIONS"},
             )
-        if not self.policy.origin_allowed(request.headers.get("origin")):
-            logger.warning("refused a request from origin %r", request.headers.get("origin"))
+        if origin is not None and not self.policy.origin_allowed(origin):
+            logger.warning("refused a request from origin %r", origin)
             return _error(
                 403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
             )
-        needs_token = request.url.path.startswith(MCP_PATH) and request.method != "OPTIONS"
-        if needs_token and bearer(request.headers) is None and not self.policy.shares_server_token:
+        needs_token = mcp and method != "OPTIONS"
+        if needs_token and not self._shares_server_token and bearer_token(authorization or "") is None:
             return _error(
                 401,
                 "token required",
@@ -210,6 +260,23 @@ class Guard:
                 503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"}
             )
         return None
+
+
+def _vary_origin(send: Send) -> Send:
+    """``send`` with ``Origin`` added to the response's ``Vary`` header, as starlette's CORS
+    middleware adds it to every response (the answer depends on the request's origin)."""
+
+    async def varied(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            vary = [value for name, value in headers if name.lower() == b"vary"]
+            if vary:
+                headers = [(name, value) for name, value in headers if name.lower() != b"vary"]
+            headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return varied
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -260,7 +327,7 @@ def create_app(
         expose_headers=["Mcp-Session-Id"],
         max_age=600,
     )
-    return Guard(cors, policy, max_requests)
+    return Guard(app, policy, max_requests, cors)
 
 
 def _host_header(host: str) -> str:

@@ -12,6 +12,7 @@ import math
 import random
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,7 @@ from grok_chat_mcp.secrets import Secrets
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
 from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
 from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep
+from grok_chat_mcp.upstream.transport import PooledTransport
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +113,21 @@ def make_http_client(
         "headers": {"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
         "cookies": NoCookies(),
     }
+    if transport is None and not _proxy_in_environment():
+        tls = httpx.create_ssl_context() if settings.endpoint.startswith("https:") else None
+        transport = PooledTransport(LIMITS, tls)
     try:
         return httpx.AsyncClient(transport=transport, trust_env=True, **options)
     except (ImportError, ValueError, TypeError, httpx.InvalidURL) as exc:
         problem = _proxy_problem(exc)
         logger.error("%s", problem)
         return httpx.AsyncClient(transport=_Refusing(problem), trust_env=False, **options)
+
+
+def _proxy_in_environment() -> bool:
+    """Whether a proxy variable is set: then httpx's own transport applies it (and NO_PROXY)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 _USERINFO = re.compile(r"//[^/@\s]*@")

@@ -215,8 +215,14 @@ class CompletionStream:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         pieces = self._pieces
         limit = self._max_line
-        if not (pieces or self._data) and "\n\n" in text and len(text) <= limit:
-            return self._events(text)
+        if not self._data and "\n\n" in text:  # no event in progress: the text starts one
+            if pieces and self._rest_size + len(text) <= limit:  # a line cut by the last read
+                pieces.append(text)
+                text = "".join(pieces)
+                pieces.clear()
+                self._rest_size = 0
+            if not pieces and len(text) <= limit:
+                return self._events(text)
         lines = text.split("\n")
         rest = lines.pop()
         if not lines:  # no line end: all of it continues the line in progress
