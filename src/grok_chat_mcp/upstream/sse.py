@@ -387,6 +387,14 @@ class CompletionStream:
         delta = raw.get("delta") or raw.get("message")
         if type(delta) is not dict:
             return ""
+        if len(delta) == 1 and type(text := delta.get("content")) is str:  # most chunks: text only
+            parts = choice.parts.get("content")
+            if parts is None:
+                choice.parts["content"] = [text]
+            else:
+                parts.append(text)
+            self.size += len(text)
+            return text
         new = ""
         for key, value in delta.items():
             if key in _TEXT_FIELDS:
