@@ -133,3 +133,13 @@ async def wait_for_disconnect(stand_in: Upstream, limit: float = 3.0) -> float:
         await anyio.sleep(0.01)
     assert stand_in.disconnects, "the upstream connection was never closed"
     return stand_in.disconnects[0]
+
+
+@pytest.fixture
+def proxied_settings(stand_in: Upstream, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for an unreachable base URL, with ``HTTP_PROXY`` naming the stand-in (the only
+    proxy variable set): a call can only get through the proxy."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
+    return Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)

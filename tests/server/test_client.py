@@ -373,13 +373,10 @@ async def test_no_cookie_travels_to_the_next_request(settings: Settings) -> None
 
 
 async def test_a_proxy_named_in_the_environment_is_used(
-    stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
+    stand_in: Upstream, proxied_settings: Settings
 ) -> None:
     """README: HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured (here the stand-in is the proxy)."""
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
-    settings = Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)
+    settings = proxied_settings
     async with make_http_client(settings) as http:
         result = await GrokClient(http, settings).complete(
             GrokRequest.of({"model": "grok-4", "messages": HELLO})

@@ -299,13 +299,10 @@ async def test_json_string_arguments_from_clients_are_accepted(
 
 
 async def test_a_tool_call_goes_through_the_proxy_the_environment_names(
-    stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
+    stand_in: Upstream, proxied_settings: Settings
 ) -> None:
     """Through the MCP client: the pooled transport the call takes is the proxy's."""
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", stand_in.url("").rstrip("/"))
-    settings = Settings(api_token=TOKEN, base_url="http://grok.invalid/ok", max_retries=0)
+    settings = proxied_settings
     async with Client(build_server(settings)) as client:
         result = await client.call_tool(TOOL_NAME, {"messages": HELLO})
     assert not result.is_error, text_of(result)
