@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             code = live_check(settings, args.model)
         sys.exit(code)
     from grok_chat_mcp import logs
-    from grok_chat_mcp.secrets import Secrets
+    from grok_chat_mcp.redaction import Secrets
 
     logs.configure(settings.log_level, Secrets([settings.api_token]))
     for warning in settings.warnings:

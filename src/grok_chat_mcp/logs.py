@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from grok_chat_mcp.secrets import Remembered, Secrets
+from grok_chat_mcp.redaction import Remembered, Secrets
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Per-request tokens, redacted from every log line once seen (see :func:`remember`).

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
 

@@ -13,7 +13,7 @@ import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
 from grok_chat_mcp.capabilities import canonical
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 
 if TYPE_CHECKING:
     from grok_chat_mcp.request import GrokRequest

@@ -21,9 +21,9 @@ from mcp_types import (
 )
 
 from grok_chat_mcp import __version__, tool
+from grok_chat_mcp.calls import Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.conversations import Calls
 from grok_chat_mcp.store import Limits, Store, open_store
 
 if TYPE_CHECKING:

@@ -19,11 +19,11 @@ from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
 from grok_chat_mcp import results
+from grok_chat_mcp.calls import STORE_PROGRESS_EVERY, Calls
 from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
-from grok_chat_mcp.conversations import STORE_PROGRESS_EVERY, Calls
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.store import StoreError, owner_of
 
 if TYPE_CHECKING:

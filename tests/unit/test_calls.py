@@ -7,9 +7,9 @@ import anyio.lowlevel
 import pytest
 from mcp_types import CallToolResult, TextContent
 
-from grok_chat_mcp.conversations import Calls
+from grok_chat_mcp.calls import Calls
 from grok_chat_mcp.errors import GrokError
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.store.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio

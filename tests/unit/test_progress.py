@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from grok_chat_mcp.progress import ProgressRelay
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 
 pytestmark = pytest.mark.anyio
 

@@ -339,7 +339,7 @@ class RedisStore:
             raise Unavailable(exc) from exc
         finally:
             with anyio.CancelScope(shield=True):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
         return await self.get(owner, conversation_id)
 
     async def _busy(self, conversation_id: str) -> bool:

@@ -26,8 +26,8 @@ import pydantic_core
 from grok_chat_mcp import __version__
 from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.errors import GrokError, missing_token
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.request import GrokRequest
-from grok_chat_mcp.secrets import Secrets
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
 from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
 from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep

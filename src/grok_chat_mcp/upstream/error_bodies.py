@@ -13,7 +13,7 @@ from typing import Any
 from grok_chat_mcp.capabilities import retired_on, snake, use_one_of
 from grok_chat_mcp.config import TOKEN_VAR
 from grok_chat_mcp.errors import GrokError
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 
 _TAGS = re.compile(r"<[^<>]{0,200}>")
 _SPACE = re.compile(r"\s+")

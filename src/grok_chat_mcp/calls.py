@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 from grok_chat_mcp import results
 from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.progress import ProgressRelay
-from grok_chat_mcp.secrets import Secrets
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.store import Store
 
 logger = logging.getLogger(__name__)
