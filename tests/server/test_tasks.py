@@ -17,7 +17,11 @@ from mcp_types import CallToolResult, Request, RequestParams, Result
 from pydantic import ConfigDict, Field
 from standin.upstream import Upstream
 
+from grok_chat_mcp import tasks
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.server import build_server
+from grok_chat_mcp.store import Limits, owner_of
+from grok_chat_mcp.store.memory import MemoryStore
 from grok_chat_mcp.tool import NAME, CallPolicy
 from tests.conftest import HELLO, text_of
 from tests.server.test_conversations import Caller, settings_for
@@ -202,3 +206,16 @@ async def test_tasks_cancel_closes_the_upstream_request_and_reads_cancelled(stan
         with anyio.fail_after(5):
             while not stand_in.disconnects:
                 await anyio.sleep(0.02)
+
+
+async def test_a_task_whose_server_died_reads_failed_within_a_lease_and_takes_follow_ups() -> None:
+    now = [1000.0]
+    store = MemoryStore(Limits(lease=60), clock=lambda: now[0])
+    owner = owner_of("sk-a")
+    task_id, _ = await store.begin(owner, None, HELLO)
+    assert tasks.detailed(await store.get(owner, task_id), 3600, Secrets())["status"] == "working"
+    now[0] += 61  # nothing renewed the lease: the process running the call is gone
+    state = tasks.detailed(await store.get(owner, task_id), 3600, Secrets())
+    assert state["status"] == "failed" and state["error"]["code"] == -32603
+    assert "stopped before it finished" in state["statusMessage"] and "ask again" in state["statusMessage"]
+    await store.begin(owner, task_id, HELLO)  # the conversation takes a follow-up again
