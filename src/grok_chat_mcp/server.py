@@ -7,6 +7,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,12 @@ def _open_store(settings: Settings, limits: Limits) -> Store | None:
         return open_store("memory", limits)
 
 
+def _cancel_here(calls: Calls, tracker: tool.Tracker | None, key: str) -> None:
+    """A cancel another replica passed on: a task's conversation id, or a tracked request."""
+    if not calls.cancel_here(key) and tracker is not None:
+        tracker.cancel(key)
+
+
 def build_server(
     settings: Settings,
     *,
@@ -129,7 +136,8 @@ def build_server(
                     return_after=settings.return_after,
                     call_timeout=settings.call_timeout,
                 )
-                jobs.start_soon(calls.take_cancels)
+                if store is not None:  # cancels other replicas pass on (Redis)
+                    jobs.start_soon(store.listen_cancels, partial(_cancel_here, calls, policy.tracker))
                 try:
                     yield tool.Services(upstream, Table(), calls, settings.api_token)
                     # Stopping without a signal: the calls still running may finish and be stored
@@ -204,7 +212,9 @@ def build_server(
             ctx: ServerRequestContext[tool.Services], params: CancelledNotificationParams
         ) -> None:
             if params.request_id is not None:
-                tracker.cancel(ctx, params.request_id)
+                key = tracker.key(ctx, params.request_id)
+                if not tracker.cancel(key):
+                    await ctx.lifespan_context.calls.forward_cancel(key)
 
         server.add_notification_handler("notifications/cancelled", CancelledNotificationParams, cancelled)
     return server

@@ -122,31 +122,33 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]] = {}
+        self._scopes: dict[str, list[anyio.CancelScope]] = {}
 
     @staticmethod
-    def _key(
-        ctx: ServerRequestContext[Any, Any], request_id: str | int | None
-    ) -> tuple[str, bool, str | int]:
+    def key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> str:
+        """Who is calling (a hash of the bearer token and the client's address) and which request."""
         request = ctx.request
         token = bearer(getattr(request, "headers", None)) or ""
         client = getattr(request, "client", None)
         host = getattr(client, "host", "") or ""
         caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
         # The id's type is part of it: 1 and "1" are different ids.
-        return caller, isinstance(request_id, str), request_id if request_id is not None else ""
+        kind = "s" if isinstance(request_id, str) else "n"
+        return f"call:{caller}:{kind}:{request_id if request_id is not None else ''}"
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> _Tracked:
         """While inside, a cancel from the same caller for the call's request id cancels it."""
-        return _Tracked(self._scopes, self._key(ctx, ctx.request_id))
+        return _Tracked(self._scopes, self.key(ctx, ctx.request_id))
 
-    def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None:
-        scopes = self._scopes.get(self._key(ctx, request_id), [])
+    def cancel(self, key: str) -> bool:
+        """Cancel the call known by ``key`` here; False if none is (it may run on another replica)."""
+        scopes = self._scopes.get(key, [])
         if len(scopes) == 1:
             scopes[0].cancel()
-            logger.info("cancelled call %s at the client's request", request_id)
+            logger.info("cancelled a call at the client's request")
         elif scopes:
-            logger.warning("a cancel for %s matches %d calls; cancelled none", request_id, len(scopes))
+            logger.warning("a cancel matches %d calls; cancelled none", len(scopes))
+        return bool(scopes)
 
     def __len__(self) -> int:
         return sum(len(scopes) for scopes in self._scopes.values())
@@ -159,8 +161,8 @@ class _Tracked:
 
     def __init__(
         self,
-        scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]],
-        key: tuple[str, bool, str | int],
+        scopes: dict[str, list[anyio.CancelScope]],
+        key: str,
     ) -> None:
         self._scopes, self._key, self._scope = scopes, key, anyio.CancelScope()
 
