@@ -24,7 +24,7 @@ from grok_chat_mcp import __version__, tool
 from grok_chat_mcp.calls import Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.store import Limits, Store, open_store
+from grok_chat_mcp.store import MEMORY_FALLBACK, Limits, Store, open_store
 
 if TYPE_CHECKING:
     import httpx
@@ -93,7 +93,7 @@ def _open_store(settings: Settings) -> Store | None:
     try:
         return open_store(settings.store, limits)
     except ValueError as exc:
-        logger.error("%s; keeping conversations in memory instead", exc)
+        logger.error("%s; %s", exc, MEMORY_FALLBACK)
         return open_store("memory", limits)
 
 
