@@ -149,7 +149,7 @@ def build_server(
         version=__version__,
         title="Grok Chat",
         instructions=INSTRUCTIONS,
-        website_url="https://pypi.org/project/grok-chat-mcp/",
+        website_url="https://github.com/grok-chat-mcp/grok-chat-mcp",  # no PyPI page before a release
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,

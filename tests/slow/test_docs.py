@@ -208,9 +208,10 @@ WAIT_FOR_PORT = "for _ in $(seq 300); do (: >/dev/tcp/127.0.0.1/{port}) 2>/dev/n
 
 
 def readme_script(port: int, live_url: str) -> str:
-    """The README's shell blocks in order, as one bash script, with what only a test must change:
-    the project is copied instead of cloned, the stand-in gets a free port, the follow-up uses the
-    id the first call printed, and the real-token check goes to a second stand-in."""
+    """The README's shell blocks in order, then the commands in its prose, as one bash script, with
+    what only a test must change: the project is copied instead of cloned, the stand-in gets a free
+    port, the follow-up uses the id the first call printed, and what needs a real token goes to a
+    second stand-in."""
     blocks = [body for language, body in fenced_blocks(text(README)) if language == "bash"]
     tests_block = [b for b in blocks if "pytest" in b]
     assert len(tests_block) == 1  # CI runs it verbatim (test_readme_test_command_is_the_one_ci_runs)
@@ -236,6 +237,11 @@ def readme_script(port: int, live_url: str) -> str:
             line += " > live.txt"
         lines.append(line)
     assert calls == 2, "the README's first call and follow-up, through the Inspector"
+    prose = re.sub(r"^```.*?^```", "", text(README), flags=re.MULTILINE | re.DOTALL)
+    inline = [span for span in re.findall(r"`([^`\n]+)`", prose) if span.startswith(".venv/bin/")]
+    assert {".venv/bin/grok-chat-mcp --help", ".venv/bin/grok-chat-mcp --check"} <= set(inline)
+    for span in dict.fromkeys(inline):  # each once, as a user with a token would run it
+        lines.append(f"ACEDATACLOUD_API_TOKEN={TOKEN} ACEDATACLOUD_API_BASE_URL={live_url} {span} >/dev/null")
     return "set -euo pipefail\n" + "\n".join(lines) + "\n"
 
 
