@@ -27,7 +27,7 @@ from grok_chat_mcp.calls import Call, Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
-from grok_chat_mcp.store import Limits, Store, open_store
+from grok_chat_mcp.store import MEMORY_FALLBACK, Limits, Store, open_store
 
 if TYPE_CHECKING:
     import httpx
@@ -95,11 +95,17 @@ CONVERSATION_BYTES = 64 * 1024 * 1024
 STORE_BYTES = 512 * 1024 * 1024
 
 
-def _open_store(settings: Settings, limits: Limits) -> Store | None:
+def store_limits() -> Limits:
+    """The bounds of this server's store (read when the server starts, so tests may lower them)."""
+    return Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+
+
+def _open_store(settings: Settings, limits: Limits | None = None) -> Store | None:
+    limits = limits or store_limits()
     try:
         return open_store(settings.store, limits)
     except ValueError as exc:
-        logger.error("%s; keeping conversations in memory instead", exc)
+        logger.error("%s; %s", exc, MEMORY_FALLBACK)
         return open_store("memory", limits)
 
 
@@ -125,7 +131,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
-        limits = Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+        limits = store_limits()
         store = _open_store(settings, limits)
         try:
             async with anyio.create_task_group() as jobs:
@@ -191,7 +197,7 @@ def build_server(
         version=__version__,
         title="Grok Chat",
         instructions=INSTRUCTIONS,
-        website_url="https://pypi.org/project/grok-chat-mcp/",
+        website_url="https://github.com/grok-chat-mcp/grok-chat-mcp",  # no PyPI page before a release
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,
