@@ -15,7 +15,12 @@ import anyio
 import httpx2
 from cryptography.fernet import Fernet
 from mcp.client.auth import OAuthClientProvider
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
 from pydantic import AnyUrl
 from starlette.types import ASGIApp, Message
 
@@ -44,9 +49,13 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
     """Run an ASGI app's lifespan around the block (what a server does at start and stop)."""
     to_app, app_receives = anyio.create_memory_object_stream[Message](4)
     app_sends, from_app = anyio.create_memory_object_stream[Message](4)
+    scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+
+    async def run() -> None:
+        await app(scope, app_receives.receive, app_sends.send)
+
     async with anyio.create_task_group() as group:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        group.start_soon(app, scope, app_receives.receive, app_sends.send)
+        group.start_soon(run)
         await to_app.send({"type": "lifespan.startup"})
         assert (await from_app.receive())["type"] == "lifespan.startup.complete"
         try:

@@ -39,7 +39,7 @@ from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from pydantic import AnyHttpUrl, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -64,7 +64,7 @@ FAILURES_PER_REQUEST = 5
 FAILURES_PER_ADDRESS = 20
 FAILURE_WINDOW = 900
 #: What a pasted AceDataCloud token may look like: printable ASCII without spaces.
-TOKEN_LENGTHS = (16, 512)
+TOKEN_LENGTHS = (8, 512)
 MAX_FORM_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 16 * 1024
 
@@ -370,14 +370,16 @@ def _public_https(url: str) -> bool:
 
 def auth_settings(options: OAuthOptions) -> AuthSettings:
     """What the SDK's ``streamable_http_app`` needs: this server as issuer and as resource."""
-    return AuthSettings(
-        issuer_url=AnyHttpUrl(options.public_url),
-        resource_server_url=AnyHttpUrl(options.resource),
-        service_documentation_url=AnyHttpUrl(options.docs_url),
-        client_registration_options=ClientRegistrationOptions(enabled=True),
-        revocation_options=RevocationOptions(enabled=True),
-        # Tokens are ours and name one resource; authorize() refuses a request for another.
-        validate_token_resource=False,
+    return AuthSettings.model_validate(  # from strings: the issuer keeps its form, no trailing slash
+        {
+            "issuer_url": options.public_url,
+            "resource_server_url": options.resource,
+            "service_documentation_url": options.docs_url,
+            "client_registration_options": ClientRegistrationOptions(enabled=True),
+            "revocation_options": RevocationOptions(enabled=True),
+            # Tokens are ours and name one resource; authorize() refuses a request for another.
+            "validate_token_resource": False,
+        }
     )
 
 
