@@ -128,7 +128,7 @@ class Memory:
 class Person:
     """Who the SDK client sends to the authorization URL: signs in with their token."""
 
-    app: ASGIApp
+    app: ASGIApp | None
     token: str
     urls: list[str] = field(default_factory=list)
 
@@ -136,13 +136,17 @@ class Person:
         self.urls.append(url)
 
     async def come_back(self) -> AuthorizationCodeResult:
+        assert self.app is not None
         return code_of(await sign_in(self.app, self.urls[-1], self.token))
 
 
-def sdk_client(person: Person, storage: Memory, **extra: Any) -> httpx2.AsyncClient:
-    """An HTTP client for ``/mcp`` with the Python SDK's OAuth client as its auth."""
+def sdk_client(
+    person: Person, storage: Memory, server_url: str = f"{PUBLIC}/mcp", **extra: Any
+) -> httpx2.AsyncClient:
+    """An HTTP client for ``/mcp`` with the Python SDK's OAuth client as its auth (in-process if
+    the person has the app, else over the network)."""
     auth = OAuthClientProvider(
-        server_url=f"{PUBLIC}/mcp",
+        server_url=server_url,
         client_metadata=OAuthClientMetadata(
             client_name="Test client", redirect_uris=[AnyUrl(REDIRECT)], token_endpoint_auth_method="none"
         ),
@@ -151,4 +155,5 @@ def sdk_client(person: Person, storage: Memory, **extra: Any) -> httpx2.AsyncCli
         callback_handler=person.come_back,
         **extra,
     )
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=person.app), auth=auth, timeout=30)
+    transport = httpx2.ASGITransport(app=person.app) if person.app is not None else None
+    return httpx2.AsyncClient(transport=transport, auth=auth, timeout=30)
