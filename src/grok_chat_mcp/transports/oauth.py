@@ -570,7 +570,7 @@ class Consent:
                 "Cache-Control": "no-store",
                 "Content-Security-Policy": _CSP,
                 "X-Frame-Options": "DENY",
-                "Referrer-Policy": "no-referrer",
+                "Referrer-Policy": "same-origin",  # "no-referrer" makes Chrome send "Origin: null"
                 "X-Content-Type-Options": "nosniff",
             },
         )
