@@ -28,7 +28,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("GROK_CALL_TIMEOUT", "1800", "seconds one call may take in all, retries included (deadline)"),
     ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables)"),
     ("GROK_RETURN_AFTER", "45", "seconds after which a running call returns status 'running' (0: never)"),
-    ("GROK_STORE", DEFAULT_STORE, "conversations: memory, sqlite:///path, redis://..., rediss://... or off"),
+    ("GROK_STORE", DEFAULT_STORE, "conversations, sign-ins: memory, sqlite:///path, redis://... or off"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
     ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
     ("GROK_OAUTH_KEY", "(none)", "--auth oauth: Fernet key(s) that encrypt stored AceDataCloud tokens"),
