@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--live goes with --check")
     if args.json and not args.models:
         parser.error("--json goes with --models")
+    if args.auth == "oauth" and args.transport != "http":
+        parser.error("--auth oauth goes with --transport http")
     if args.models:
         from grok_chat_mcp import capabilities
 
