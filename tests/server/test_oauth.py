@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from standin.upstream import Upstream
 from starlette.types import ASGIApp
 
-from grok_chat_mcp.store.logins import SQLiteLogins
+from grok_chat_mcp.store.logins import SQLiteLogins, open_logins
 from grok_chat_mcp.transports import oauth
 from tests.conftest import HELLO
 from tests.server.oauth_flow import (
@@ -373,3 +373,21 @@ async def test_startup_problems_are_one_line() -> None:
     assert "--public-url" in (oauth.startup_problem("k", None) or "")
     assert "https://" in (oauth.startup_problem("k", "http://grok.example.com") or "")
     assert oauth.startup_problem(KEY, "https://grok.example.com") is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_replicas_share_sign_ins(
+    stand_in: Upstream, tmp_path: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Signed in through one replica, served by another: they share GROK_STORE."""
+    clock = Clock()
+    store = request.getfixturevalue("redis_url") if backend == "redis" else f"sqlite:///{tmp_path}/shared.db"
+    async with (
+        oauth_app(stand_in.url("ok"), clock, open_logins(store, clock)) as first,
+        oauth_app(stand_in.url("ok"), clock, open_logins(store, clock)) as second,
+    ):
+        person, storage = Person(first, ALICE), Memory()
+        assert not (await call(first, person, storage)).is_error
+        on_second = await call(second, Person(second, "never-used-token-00000"), storage)
+    assert not on_second.is_error
+    assert [r.headers["Authorization"] for r in stand_in.requests] == [f"Bearer {ALICE}"] * 2

@@ -363,6 +363,8 @@ def create_app(
         custom_starlette_routes=routes,
         **auth,
     )
+    if "token_verifier" in auth:
+        oauth.close_at_shutdown(app, auth["token_verifier"].logins)
     cors = CORSMiddleware(  # lets pages from allowed origins read the answers
         app,
         allow_origins=[origin for origin in policy.allowed_origins if origin != "*"],

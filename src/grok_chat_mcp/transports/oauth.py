@@ -15,7 +15,8 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
@@ -40,6 +41,7 @@ from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, Re
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import SecretStr, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -366,6 +368,21 @@ def _public_https(url: str) -> bool:
     except ValueError:
         return parts.hostname != "localhost"
     return address.is_global
+
+
+def close_at_shutdown(app: Starlette, logins: Logins) -> None:
+    """Close the login store when ``app``'s lifespan ends (after the SDK's session manager)."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await logins.aclose()
+
+    app.router.lifespan_context = lifespan
 
 
 def auth_settings(options: OAuthOptions) -> AuthSettings:
