@@ -162,7 +162,7 @@ class Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken,
     ) -> None:
         self.options = options
         self.logins = logins
-        self._clock = clock
+        self.clock = clock
         self._fernet = cipher(options.key)
         self._fetch = fetch
 
@@ -441,7 +441,11 @@ class Consent:
         self.provider = provider
         self.logins = provider.logins
         self._secure = provider.options.public_url.startswith("https://")
-        self._cookie = "__Host-grok-consent" if self._secure else "grok-consent"
+
+    def _cookie(self, request_id: str) -> str:
+        """The cookie that carries a sign-in request's CSRF value (one per request: two tabs work)."""
+        name = f"grok-consent-{digest(request_id)[:12]}"
+        return f"__Host-{name}" if self._secure else name
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
@@ -480,7 +484,7 @@ class Consent:
             await self._failed(address)
             return self._expired()
         sent = str(form.get("csrf", ""))
-        cookie = request.cookies.get(self._cookie, "")
+        cookie = request.cookies.get(self._cookie(request_id), "")
         if not (
             sent
             and secrets.compare_digest(sent, consent["csrf"])
@@ -515,8 +519,8 @@ class Consent:
                     "Too many attempts",
                     "This sign-in was cancelled after several invalid tokens. Connect again from your app.",
                 )
-            consent.pop("expires_at", None)
-            await self.logins.put("consent", request_id, consent, CONSENT_TTL)
+            expires_at = consent.pop("expires_at")
+            await self.logins.put("consent", request_id, consent, expires_at - self.provider.clock())
             return self._page(
                 request_id,
                 consent,
@@ -550,7 +554,7 @@ class Consent:
         }
         response = self._html(status, _TEMPLATE.substitute(values))
         response.set_cookie(
-            self._cookie,
+            self._cookie(request_id),
             consent["csrf"],
             max_age=CONSENT_TTL,
             path="/",
