@@ -314,6 +314,7 @@ async def test_failed_attempts_are_limited(stand_in: Upstream) -> None:
         locked = await sign_in(app, authorize_url(client_id, challenge), ALICE)
     assert [a.status_code for a in answers] == [400] * (oauth.FAILURES_PER_REQUEST - 1) + [429]
     assert "not an AceDataCloud token" in answers[0].text
+    assert all("not a token" not in answer.text for answer in answers)  # what was pasted is not echoed
     assert late.status_code == 400 and "expired" in late.text  # that sign-in request is void
     assert locked.status_code == 429 and "Too many" in locked.text
 
