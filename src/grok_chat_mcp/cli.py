@@ -99,12 +99,27 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help=f"on a non-loopback address, let requests without their own token use {TOKEN_VAR}",
     )
+    web.add_argument(
+        "--auth",
+        choices=["token", "oauth"],
+        default="token",
+        help="token: each request brings its AceDataCloud token (default); oauth: users sign in "
+        "(OAuth 2.1) and spend their own token; needs --public-url and GROK_OAUTH_KEY",
+    )
+    web.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="the https:// address users reach this server at (behind TLS), e.g. https://grok.example.com",
+    )
     args = parser.parse_args(argv)
 
     if args.live and not args.check:
         parser.error("--live goes with --check")
     if args.json and not args.models:
         parser.error("--json goes with --models")
+    if args.auth == "oauth" and args.transport != "http":
+        parser.error("--auth oauth goes with --transport http")
     if args.models:
         sys.stdout.write(models_json() if args.json else models_text())
         sys.exit(0)
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     from grok_chat_mcp import logs
     from grok_chat_mcp.redaction import Secrets
 
-    logs.configure(settings.log_level, Secrets([settings.api_token]))
+    logs.configure(settings.log_level, Secrets([settings.api_token, settings.oauth_key]))
     for warning in settings.warnings:
         logger.warning("config: %s", warning)
     if settings.problem:
@@ -174,11 +189,17 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     """Start the streamable HTTP transport, unless its policy forbids this configuration."""
     from grok_chat_mcp.transports import http  # stdio mode never imports the HTTP transport
 
+    oauth = None
+    if args.auth == "oauth":
+        from grok_chat_mcp.transports.oauth import OAuthOptions
+
+        oauth = OAuthOptions(public_url=(args.public_url or "").rstrip("/"), key=settings.oauth_key or "")
     policy = http.Policy(
         host=args.host,
         server_token=settings.api_token is not None,
         allow_shared_token=args.allow_shared_token,
         allowed_origins=tuple(args.allow_origin),
+        oauth=oauth,
     )
     problem = policy.startup_problem()
     if problem is not None:
@@ -214,6 +235,7 @@ def check(settings: Settings, *, live: bool = False) -> int:
         "GROK_STORE": _without_password(settings.store),
         "LOG_LEVEL": settings.log_level,
         "GROK_EVENT_LOOP": settings.event_loop,
+        "GROK_OAUTH_KEY": "set" if settings.oauth_key else "not set",
     }
     lines = [f"grok-chat-mcp {__version__}: effective configuration"]
     for name, _, _ in ENV_VARS:

@@ -35,10 +35,11 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     (
         "GROK_STORE",
         f"a per-user file, {STORE_FILE}",
-        "where conversations live: sqlite:///path, memory, redis://..., rediss://... or off",
+        "conversations, tasks, budgets, sign-ins: sqlite:///path, memory, redis://..., rediss://... or off",
     ),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
     ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
+    ("GROK_OAUTH_KEY", "(none)", "--auth oauth: Fernet key(s) that encrypt stored AceDataCloud tokens"),
 )
 
 
@@ -72,6 +73,8 @@ class Settings:
     store: str = DEFAULT_STORE
     log_level: str = "INFO"
     event_loop: str = "auto"
+    #: ``--auth oauth``: the Fernet key(s) that encrypt stored AceDataCloud tokens.
+    oauth_key: str | None = field(default=None, repr=False)
     #: Where each variable's value came from: "environment", the .env path, or "default".
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Values that were refused and replaced by the default, with the reason.
@@ -130,6 +133,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         event_loop=reader.check(
             "GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"
         ),
+        oauth_key=reader.get("GROK_OAUTH_KEY"),
         sources=reader.sources,
         replaced=reader.replaced,
         problem=problem,
