@@ -189,6 +189,8 @@ def check(settings: Settings, *, live: bool = False) -> int:
         "GROK_MAX_RETRIES": str(settings.max_retries),
         "GROK_RETURN_AFTER": f"{settings.return_after:g} s" if settings.return_after else "0 (never)",
         "GROK_STORE": _without_password(settings.store),
+        "GROK_BUDGET": budget_status(settings),
+        "GROK_CONFIRM_CALLS": "1 (hosts ask the user before each call)" if settings.confirm_calls else "0",
         "LOG_LEVEL": settings.log_level,
         "GROK_EVENT_LOOP": settings.event_loop,
     }
@@ -209,6 +211,39 @@ def check(settings: Settings, *, live: bool = False) -> int:
         lines.append(f"{verdict}: the server can make calls" + ("." if live else " (no request was made)."))
     sys.stdout.write("\n".join(lines) + "\n")  # --check is not MCP mode: stdout is the terminal
     return 1 if problems else 0
+
+
+def budget_status(settings: Settings) -> str:
+    """The budget and what is left of it for the configured token, read from the store."""
+    if settings.budget is None:
+        return "none"
+    import anyio
+
+    from grok_chat_mcp.budget import Budgets
+    from grok_chat_mcp.store import StoreError, open_store, owner_of
+
+    if settings.store in ("memory", "off"):
+        budgets = Budgets.from_setting(settings.budget, None)
+        if budgets.budget is not None:
+            return (
+                f"{budgets.budget}; the spend is counted in the server's memory (GROK_STORE={settings.store})"
+            )
+
+    async def read() -> str:
+        try:
+            store = open_store(settings.store)
+        except ValueError as exc:
+            return f"{settings.budget}; the spend could not be read ({exc})"
+        try:
+            with anyio.fail_after(5):
+                return await Budgets.from_setting(settings.budget, store).status(owner_of(settings.api_token))
+        except (TimeoutError, StoreError) as exc:
+            return f"{settings.budget}; the spend could not be read ({exc or 'no answer in 5 s'})"
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    return anyio.run(read)
 
 
 def _without_password(url: str) -> str:

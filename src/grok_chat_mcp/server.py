@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from mcp.server import Server, ServerRequestContext
+from mcp.server.caching import CacheHint
 from mcp_types import (
     CallToolRequestParams,
     CallToolResult,
@@ -21,6 +22,7 @@ from mcp_types import (
 )
 
 from grok_chat_mcp import __version__, tool
+from grok_chat_mcp.budget import Budgets
 from grok_chat_mcp.calls import Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
@@ -79,6 +81,9 @@ def input_schema() -> dict[str, Any]:
     return schema
 
 
+#: How long clients may reuse a tools/list result (2026-07-28 cache hints): an hour.
+TOOLS_TTL_MS = 3_600_000
+
 #: Conversation bounds: one conversation holds a call's worth of images (the 64 MiB message cap).
 CONVERSATION_BYTES = 64 * 1024 * 1024
 STORE_BYTES = 512 * 1024 * 1024
@@ -106,7 +111,7 @@ def build_server(
     """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is what the
     transport decides for each call."""
     policy = policy or tool.CallPolicy()
-    definition = tool.definition(input_schema())
+    definition = tool.definition(input_schema(), confirm=settings.confirm_calls)
 
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
@@ -114,7 +119,8 @@ def build_server(
         store = _open_store(settings)
         calls = Calls(store, return_after=settings.return_after, call_timeout=settings.call_timeout)
         try:
-            yield tool.Services(upstream, Table(), calls, settings.api_token)
+            budget = Budgets.from_setting(settings.budget, store)
+            yield tool.Services(upstream, Table(), calls, settings.api_token, budget)
         finally:
             with anyio.CancelScope(shield=True):
                 await calls.aclose()  # the calls still running record that they were cut off
@@ -152,6 +158,8 @@ def build_server(
         website_url="https://pypi.org/project/grok-chat-mcp/",
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
+        # The tool list is fixed for the life of the process and the same for every caller.
+        cache_hints={"tools/list": CacheHint(ttl_ms=TOOLS_TTL_MS, scope="public")},
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -19,8 +19,9 @@ from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
 from grok_chat_mcp import results
+from grok_chat_mcp.budget import Budgets
 from grok_chat_mcp.calls import STORE_PROGRESS_EVERY, Calls
-from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
+from grok_chat_mcp.capabilities import Table, models_phrase, redirects_phrase, unsupported_argument
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.redaction import Secrets
@@ -37,17 +38,22 @@ TITLE = "Grok chat completion"
 DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
 chat.completion back.
 Use it to chat or reason with Grok ({models_phrase()}), to understand images (image_url parts: \
-https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). Arguments a \
-model rejects are not sent; the result's notes say which. Every answer carries a conversation_id: \
-send it with only your new message to follow up. If a call is still running after a while, the \
-result says status "running": call again with just its conversation_id to collect the answer."""
+https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). \
+{redirects_phrase()} Arguments a model rejects are not sent; the result's notes say which. \
+Every answer carries a conversation_id: send it with only your new message to follow up. If a \
+call is still running after a while, the result says status "running": call again with just its \
+conversation_id to collect the answer."""
 #: Claude Code inlines results up to this many characters (default about 50,000) instead of saving
 #: them to a file the model may never read.
 MAX_RESULT_SIZE_CHARS = 500_000
 
 
-def definition(input_schema: Mapping[str, Any]) -> Tool:
-    """The tool as ``tools/list`` advertises it."""
+def definition(input_schema: Mapping[str, Any], *, confirm: bool = False) -> Tool:
+    """The tool as ``tools/list`` advertises it; ``confirm`` (``GROK_CONFIRM_CALLS``): hosts must ask
+    the user before each call, so the read-only hint that lets them approve it alone is left out."""
+    meta: dict[str, Any] = {"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS}
+    if confirm:
+        meta["anthropic/requiresUserInteraction"] = True
     return Tool(
         name=NAME,
         title=TITLE,
@@ -56,12 +62,12 @@ def definition(input_schema: Mapping[str, Any]) -> Tool:
         output_schema=results.OUTPUT_SCHEMA,
         annotations=ToolAnnotations(
             title=TITLE,
-            read_only_hint=True,
+            read_only_hint=None if confirm else True,
             destructive_hint=False,
             idempotent_hint=False,
             open_world_hint=True,
         ),
-        _meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
+        _meta=meta,
     )
 
 
@@ -102,6 +108,8 @@ class Services:
     table: Table
     calls: Calls
     api_token: str | None
+    #: ``GROK_BUDGET``: checked before a call is sent, counted when its answer arrives.
+    budget: Budgets = field(default_factory=lambda: Budgets(None, None))
 
 
 async def call(
@@ -152,6 +160,8 @@ async def _call(
         if args.collects:
             assert args.conversation_id is not None
             return await calls.collect(owner, args.conversation_id, secrets, relay)
+        if (over_budget := await services.budget.refusal(owner)) is not None:
+            return results.error(over_budget, secrets)
         if store is not None:
             new = [dict(message) for message in args.messages]
             conversation_id, history = await store.begin(owner, args.conversation_id, new)
@@ -207,7 +217,9 @@ async def _complete(
             services, conversation_id, "The call was cancelled before it finished; send the message again."
         )
         raise
-    result = results.success(results.answer(completion, sent, conversation_id), secrets)
+    with anyio.CancelScope(shield=True):  # the call is paid: count it even if the caller goes away
+        left = await services.budget.record(owner_of(token), results.cost(completion, sent.model))
+    result = results.success(results.answer(completion, sent, conversation_id, left), secrets)
     store = services.calls.store
     if store is not None and conversation_id is not None:
         with anyio.CancelScope(shield=True):

@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS conversations (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
+CREATE TABLE IF NOT EXISTS spend (
+    owner TEXT NOT NULL,
+    window_key TEXT NOT NULL,
+    ticks INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (owner, window_key)
+);
 """
 # In the queries below, "not busy" is (running = 0 OR started_at IS NULL OR started_at < ?) with
 # ? = now - running_timeout: not running, or running since before the abandon horizon.
@@ -282,6 +289,28 @@ class SQLiteStore:
             return row is not None
 
         return await self._run(busy)
+
+    async def spent(self, owner: str, window: str) -> int:
+        def spent(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT ticks FROM spend WHERE owner = ? AND window_key = ?", (owner, window)
+            ).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._run(spent)
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        def spend(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM spend WHERE expires_at < ?", (self._clock(),))
+            row = db.execute(
+                "INSERT INTO spend (owner, window_key, ticks, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (owner, window_key) DO UPDATE SET ticks = ticks + excluded.ticks "
+                "RETURNING ticks",
+                (owner, window, ticks, expires_at),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(spend)
 
     async def aclose(self) -> None:
         def close() -> None:
