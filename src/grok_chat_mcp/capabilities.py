@@ -87,8 +87,6 @@ class Capabilities:
     effort_as: Mapping[str, str] = field(default_factory=dict)
     #: A redirect's effort when none is sent (xAI's rule: ``low`` for reasoning models).
     served_effort: str | None = None
-    #: How sure the redirect's effort is, where AceDataCloud has not confirmed it.
-    served_effort_sureness: str = ""
     #: Said in the notes of every call to this model.
     remark: str = ""
     #: List price (a redirect is billed at its target's).
@@ -113,7 +111,6 @@ def _model(
     effort_meaning: str = "",
     effort_as: Mapping[str, str] | None = None,
     served_effort: str | None = None,
-    served_effort_sureness: str = "",
     remark: str = "",
     price: Price | None = None,
 ) -> Capabilities:
@@ -131,7 +128,6 @@ def _model(
         effort_meaning,
         dict(effort_as or {}),
         served_effort,
-        served_effort_sureness,
         remark,
         price,
     )
@@ -160,7 +156,6 @@ _TABLE: Final[dict[str, Capabilities]] = {
             None,
             served_by="grok-4.3",
             served_effort="low",
-            served_effort_sureness="xAI's rule for grok-4-0709; not confirmed by AceDataCloud",
             price=_PRICE_43,
         ),
         _model(
@@ -203,6 +198,10 @@ _TABLE: Final[dict[str, Capabilities]] = {
 #: What AceDataCloud serves today, newest first (its chat-model enum and the tool contract).
 CURRENT_MODELS: Final = tuple(name for name, c in _TABLE.items() if c.status in ("current", "redirect"))
 RETIRED_MODELS: Final = {name: c.retired for name, c in _TABLE.items() if c.retired}
+#: The served names another model answers (xAI's 2026-05-15 redirects).
+REDIRECTS: Final = tuple(name for name in CURRENT_MODELS if _TABLE[name].served_by)
+#: How sure the redirects' effort is: xAI's rule, for names AceDataCloud passes on.
+REDIRECT_SURENESS: Final = "xAI's redirect rule; AceDataCloud has not confirmed it"
 
 #: Alias parts: ``-latest``, ``-beta``, ``-experimental`` and dates (``-0309``, ``-2025-07-09``,
 #: ``-20250709``), wherever they stand: ``grok-4.20-0309-reasoning`` -> ``grok-4.20-reasoning``.
@@ -242,24 +241,28 @@ def models_phrase() -> str:
 
 
 def redirects_phrase() -> str:
-    """What answers the redirected names, one sentence for the tool description."""
-    return "; ".join(redirect_phrase(name) for name in CURRENT_MODELS if _TABLE[name].served_by) + "."
+    """What answers the redirected names, one sentence for the tool description: ``grok-4 is
+    answered by grok-4.3 at low effort, grok-3 by grok-4.3 with reasoning off, unless ...``."""
+    parts = [f"{name} by {_TABLE[name].served_by} {served_how(name)}" for name in REDIRECTS]
+    return f"{parts[0].replace(' by ', ' is answered by ', 1)}, {', '.join(parts[1:])}, unless " + (
+        f"reasoning_effort is sent ({REDIRECT_SURENESS})."
+    )
 
 
-def redirect_phrase(model: str) -> str:
-    """What answers a redirected name: ``grok-3 is answered by grok-4.3 with reasoning off unless an
-    effort is sent``; empty for a model that answers itself."""
+def effort_aliases_phrase() -> str:
+    """``grok-4.5 treats reasoning_effort xhigh as high.``, for the served models that do so."""
+    return " ".join(
+        f"{name} treats reasoning_effort {value} as {means}."
+        for name in CURRENT_MODELS
+        for value, means in _TABLE[name].effort_as.items()
+    )
+
+
+def served_how(model: str) -> str:
+    """How a redirect's target answers when no effort is sent: ``at low effort``."""
     caps = lookup(model)
-    if caps is None or caps.served_by is None:
-        return ""
-    phrase = f"{caps.name} is answered by {caps.served_by}"
-    if caps.served_effort == "none":
-        phrase += " with reasoning off unless an effort is sent"
-    elif caps.served_effort:
-        phrase += f" at {caps.served_effort} effort unless another is sent"
-    if caps.served_effort_sureness:
-        phrase += f" ({caps.served_effort_sureness})"
-    return phrase
+    effort = caps.served_effort if caps is not None else None
+    return "with reasoning off" if effort == "none" else f"at {effort} effort" if effort else ""
 
 
 def price_of(model: str) -> Price | None:

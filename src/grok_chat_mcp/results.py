@@ -14,7 +14,15 @@ import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
 from grok_chat_mcp.budget import usd
-from grok_chat_mcp.capabilities import PRIORITY_MULTIPLIER, USD_PER_TICK, canonical, lookup, price_of
+from grok_chat_mcp.capabilities import (
+    PRIORITY_MULTIPLIER,
+    REDIRECT_SURENESS,
+    USD_PER_TICK,
+    canonical,
+    lookup,
+    price_of,
+    served_how,
+)
 from grok_chat_mcp.redaction import Secrets
 
 if TYPE_CHECKING:
@@ -106,13 +114,11 @@ def receipt(completion: Mapping[str, Any], request: GrokRequest) -> list[str]:
 
 
 def _answered_by(model: str, served: str, effort: Any) -> str:
-    """``grok-4 was answered by grok-4.3 (at low effort: xAI's rule ...).``"""
+    """``grok-4 was answered by grok-4.3 at low effort (xAI's redirect rule; ...).``"""
     caps = lookup(model)
     if caps is None or effort is not None or not caps.served_effort or canonical(served) != caps.served_by:
         return f"{model} was answered by {served}."
-    how = "with reasoning off" if caps.served_effort == "none" else f"at {caps.served_effort} effort"
-    sureness = caps.served_effort_sureness or "xAI's rule for redirected names"
-    return f"{model} was answered by {served} ({how}, no reasoning_effort sent: {sureness})."
+    return f"{model} was answered by {served} {served_how(model)} ({REDIRECT_SURENESS})."
 
 
 def _usage(usage: Mapping[str, Any], spent: Cost | None) -> str:

@@ -21,7 +21,13 @@ from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotatio
 from grok_chat_mcp import results
 from grok_chat_mcp.budget import Budgets
 from grok_chat_mcp.calls import STORE_PROGRESS_EVERY, Calls
-from grok_chat_mcp.capabilities import Table, models_phrase, redirects_phrase, unsupported_argument
+from grok_chat_mcp.capabilities import (
+    Table,
+    effort_aliases_phrase,
+    models_phrase,
+    redirects_phrase,
+    unsupported_argument,
+)
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.redaction import Secrets
@@ -39,7 +45,8 @@ DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an O
 chat.completion back.
 Use it to chat or reason with Grok ({models_phrase()}), to understand images (image_url parts: \
 https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). \
-{redirects_phrase()} Arguments a model rejects are not sent; the result's notes say which. \
+{redirects_phrase()} {effort_aliases_phrase()} Arguments a model rejects are not sent; the \
+result's notes say which. \
 Every answer carries a conversation_id: send it with only your new message to follow up. If a \
 call is still running after a while, the result says status "running": call again with just its \
 conversation_id to collect the answer."""
