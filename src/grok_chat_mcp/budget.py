@@ -93,6 +93,11 @@ def _resets(reset: datetime, now: float) -> str:
     return f"{reset:%Y-%m-%dT%H:%M:%SZ} (in {' '.join(parts)})"
 
 
+def wall_clock() -> float:
+    """Now, in seconds since the epoch: what windows are cut from (tests replace it)."""
+    return time.time()
+
+
 class Budgets:
     """The budget of one server process: checks before a call, records after it.
 
@@ -104,10 +109,11 @@ class Budgets:
         self,
         budget: Budget | None,
         store: Store | None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         *,
         problem: str | None = None,
     ) -> None:
+        clock = clock or wall_clock
         if (budget is not None or problem) and store is None:  # GROK_STORE=off: counted in this process
             from grok_chat_mcp.store.memory import MemoryStore
 
@@ -119,7 +125,7 @@ class Budgets:
 
     @classmethod
     def from_setting(
-        cls, setting: str | None, store: Store | None, clock: Callable[[], float] = time.time
+        cls, setting: str | None, store: Store | None, clock: Callable[[], float] | None = None
     ) -> Budgets:
         """The budget ``GROK_BUDGET`` names (None: no budget)."""
         if setting is None:

@@ -210,6 +210,7 @@ def test_images_are_refused_only_where_the_table_is_sure() -> None:
         ("Argument not supported on this model: frequencyPenalty", "frequency_penalty"),
         ("Argument not supported on this model: tools", None),  # not a knob: the caller's to fix
         ("Argument not supported on this model: fooBar", None),
+        ("Argument not supported: service_tier", "service_tier"),  # NousResearch/hermes-agent#28490
         ("Only messages of role 'user' can have a name.", None),
         ("The model `grok-9` is not supported.", None),
     ],
