@@ -110,6 +110,13 @@ def receipt(completion: Mapping[str, Any], request: GrokRequest) -> list[str]:
         lines.append(line)
     elif effort is not None:
         lines.append(f"reasoning_effort {effort} sent.")
+    tier = completion.get("service_tier")
+    if request.payload.get("service_tier") == "priority" and tier != "priority":
+        lines.append(
+            f"service_tier priority was asked for; upstream served the {tier} tier (standard price)."
+            if isinstance(tier, str)
+            else "service_tier priority was asked for; upstream did not say which tier served it."
+        )
     return lines
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import anyio
 import pytest
+import respx
 from mcp import Client
 from standin.upstream import XAI_USAGE, Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import TOOLS_TTL_MS, build_server
 from grok_chat_mcp.tool import NAME as TOOL_NAME
-from tests.conftest import HELLO, TOKEN, text_of
+from tests.conftest import HELLO, TOKEN, completion, text_of
 
 pytestmark = pytest.mark.anyio
 #: What one stand-in answer costs: $0.0037756; three reach a cap of $0.01.
@@ -136,6 +137,15 @@ async def test_priority_is_sent_and_its_doubled_price_is_told(stand_in: Upstream
         )
         result = await call(client, service_tier="auto")
         assert "priority" not in result.structured_content["notes"][-1]
+
+
+async def test_priority_asked_but_not_granted_is_told(upstream: respx.MockRouter, mcp: Client) -> None:
+    served = {**completion(), "service_tier": "default"}  # no priority capacity: xAI serves default
+    upstream.post("/grok/chat/completions").respond(200, json=served)
+    result = await call(mcp, service_tier="priority")
+    assert result.structured_content["notes"][-1] == (
+        "service_tier priority was asked for; upstream served the default tier (standard price)."
+    )
 
 
 async def test_a_refused_service_tier_is_dropped_and_remembered(stand_in: Upstream) -> None:
