@@ -40,7 +40,7 @@ def test_models_json_is_for_scripts(tmp_path: Path) -> None:
     rows = json.loads(done.stdout)
     by_model = {row["model"]: row for row in rows}
     assert set(CURRENT_MODELS) <= set(by_model)
-    assert by_model["grok-4.5"]["reasoning_effort"] == "low, medium, high"
+    assert by_model["grok-4.5"]["reasoning_effort"] == "low, medium, high (xhigh = high)"
     assert run("--json", cwd=tmp_path).returncode == 2  # --json goes with --models
 
 
