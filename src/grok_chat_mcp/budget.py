@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, cast
 
+import anyio
+
 from grok_chat_mcp.capabilities import USD_PER_TICK
+from grok_chat_mcp.store import Store, StoreError
 
 if TYPE_CHECKING:
     from grok_chat_mcp.results import Cost
-    from grok_chat_mcp.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +146,6 @@ class Budgets:
             )
         if self.budget is None or self._store is None:
             return None
-        from grok_chat_mcp.store import StoreError
-
         now = self._clock()
         current = window(self.budget.period, now)
         try:
@@ -169,15 +169,14 @@ class Budgets:
         """Count a call's cost for ``owner``; the note saying what is left (best effort)."""
         if self.budget is None or self._store is None:
             return []
-        from grok_chat_mcp.store import StoreError
-
         now = self._clock()
         current = window(self.budget.period, now)
         try:
-            if cost is None or cost.ticks <= 0:
-                spent = await self._store.spent(owner, current.key)
-            else:
-                spent = await self._store.spend(owner, current.key, cost.ticks, current.reset.timestamp())
+            with anyio.CancelScope(shield=True):  # the call is paid: counted even if its caller left
+                if cost is None or cost.ticks <= 0:
+                    spent = await self._store.spent(owner, current.key)
+                else:
+                    spent = await self._store.spend(owner, current.key, cost.ticks, current.reset.timestamp())
         except StoreError as exc:
             logger.warning("the call's cost could not be counted against the budget: %s", exc)
             return [f"budget: this call's cost could not be counted ({exc})."]
@@ -189,8 +188,6 @@ class Budgets:
             return f"{self._problem}: every call is refused until it is fixed"
         if self.budget is None or self._store is None:
             return "none"
-        from grok_chat_mcp.store import StoreError
-
         now = self._clock()
         current = window(self.budget.period, now)
         try:

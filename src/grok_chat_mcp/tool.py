@@ -224,8 +224,7 @@ async def _complete(
             services, conversation_id, "The call was cancelled before it finished; send the message again."
         )
         raise
-    with anyio.CancelScope(shield=True):  # the call is paid: count it even if the caller goes away
-        left = await services.budget.record(owner_of(token), results.cost(completion, sent.model))
+    left = await services.budget.record(owner_of(token), results.cost(completion, sent.model))
     result = results.success(results.answer(completion, sent, conversation_id, left), secrets)
     store = services.calls.store
     if store is not None and conversation_id is not None:
