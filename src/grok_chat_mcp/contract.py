@@ -312,8 +312,8 @@ class ChatRequest(BaseModel):
     )
     service_tier: ServiceTier | None = Field(
         default=None,
-        description="Processing tier: 'priority' answers faster at twice the token price (the cost note "
-        "says when it applied); 'default' or 'auto' is the standard tier.",
+        description="Processing tier: 'priority' answers sooner at twice the token price (the notes say "
+        "when it applied); 'default' is the standard tier; 'auto' is sent as given.",
     )
     conversation_id: str | None = Field(
         default=None,
