@@ -102,7 +102,7 @@ async def test_two_replicas_on_one_redis_overspend_by_at_most_the_calls_in_fligh
     token = f"sk-budget-{uuid.uuid4().hex}"  # an owner of its own on the shared Redis
     settings = Settings(
         api_token=token,
-        base_url=stand_in.url("slow300"),  # every call in flight at once
+        base_url=stand_in.url("slow1000"),  # every call in flight at once
         max_retries=0,
         budget="0.01usd/day",
         store=redis_url,
