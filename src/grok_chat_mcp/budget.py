@@ -95,6 +95,11 @@ def _resets(reset: datetime, now: float) -> str:
     return f"{reset:%Y-%m-%dT%H:%M:%SZ} (in {' '.join(parts)})"
 
 
+def _why(exc: StoreError) -> str:
+    """What failed in the store, without the conversation-specific advice of its message."""
+    return type(exc.__cause__).__name__ if exc.__cause__ is not None else str(exc)
+
+
 def wall_clock() -> float:
     """Now, in seconds since the epoch: what windows are cut from (tests replace it)."""
     return time.time()
@@ -152,7 +157,7 @@ class Budgets:
             spent = await self._store.spent(owner, current.key)
         except StoreError as exc:
             return (
-                f"Budget check failed: the store that counts spend did not answer ({exc}). Nothing was "
+                f"Budget check failed: the store that counts spend did not answer ({_why(exc)}). Nothing was "
                 "sent; try again in a minute."
             )
         if spent < self.budget.ticks:
@@ -178,8 +183,8 @@ class Budgets:
                 else:
                     spent = await self._store.spend(owner, current.key, cost.ticks, current.reset.timestamp())
         except StoreError as exc:
-            logger.warning("the call's cost could not be counted against the budget: %s", exc)
-            return [f"budget: this call's cost could not be counted ({exc})."]
+            logger.warning("the call's cost could not be counted against the budget: %s", _why(exc))
+            return [f"budget: this call's cost could not be counted ({_why(exc)})."]
         return [self._left(spent, current, now)]
 
     async def status(self, owner: str) -> str:
@@ -193,7 +198,7 @@ class Budgets:
         try:
             spent = await self._store.spent(owner, current.key)
         except StoreError as exc:
-            return f"{self.budget}; the spend could not be read ({exc})"
+            return f"{self.budget}; the spend could not be read ({_why(exc)})"
         return self._left(spent, current, now).removeprefix("budget: ").removesuffix(".")
 
     def _left(self, spent: int, current: Window, now: float) -> str:

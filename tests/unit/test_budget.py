@@ -135,6 +135,7 @@ async def test_the_store_being_down_refuses_rather_than_guessing() -> None:
     budgets = Budgets(parse("1usd/day"), store)
     refusal = await budgets.refusal(OWNER)
     assert refusal is not None and refusal.startswith("Budget check failed")
+    assert "conversation" not in refusal
     (note,) = await budgets.record(OWNER, CALL)  # the answer still goes back, with the reason
     assert note.startswith("budget: this call's cost could not be counted")
     assert store is not None
