@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from grok_chat_mcp.budget import Budget, Budgets, parse, window
@@ -254,3 +255,27 @@ def test_the_settings(tmp_path: Path) -> None:
     assert settings.replaced["GROK_BUDGET"].endswith("every call is refused until it is fixed")
     assert "GROK_CONFIRM_CALLS" in settings.replaced
     assert load_settings({}, env).budget is None
+
+
+async def test_check_shows_the_budget_and_what_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grok_chat_mcp.cli import check
+    from grok_chat_mcp.config import Settings
+    from grok_chat_mcp.store import owner_of
+
+    clock = Clock("2026-12-07T20:45:00")
+    monkeypatch.setattr("grok_chat_mcp.budget.wall_clock", clock)
+    path = tmp_path / "grok.db"
+    store = SQLiteStore(path, clock=clock)
+    await store.spend(
+        owner_of("sk-check-token"), "hour:2026-12-07T20", 2 * CALL.ticks, at("2026-12-07T21:00:00")
+    )
+    await store.aclose()
+    settings = Settings(api_token="sk-check-token", budget="0.01usd/hour", store=f"sqlite://{path}")
+    await anyio.to_thread.run_sync(check, settings)  # --check runs its own event loop
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "GROK_BUDGET" in line]
+    assert "$0.002449 of $0.01 per hour left; resets 2026-12-07T21:00:00Z (in 15 min)" in line
+    await anyio.to_thread.run_sync(check, Settings(api_token="t", budget="0.01usd/hour"))
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "GROK_BUDGET" in line]
+    assert "$0.01 per hour; the spend is counted in the server's memory (GROK_STORE=memory)" in line
