@@ -1,6 +1,6 @@
 """What users feel: long streams, many slow calls over HTTP, HTTP throughput, real clients.
 
-Called by ``bench/run.py``; each function returns ``{server: {figure: [samples]}}``. The servers
+Called by ``bench/run.py``; each function returns ``{variant label: {figure: [samples]}}``. The servers
 run as their own processes (stdio, or streamable HTTP on 127.0.0.1) against
 ``bench/fast_upstream.py`` (the stand-in's bytes from one asyncio process) or the stand-in itself;
 the HTTP client here is a bare HTTP/1.1 one over asyncio streams, the same for every server, so
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import statistics
@@ -23,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = re.compile(rb"<(\d+\.\d{6})>")
@@ -31,11 +30,17 @@ MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
 CLIENT_INFO = {"name": "bench", "version": "1"}
 Samples = dict[str, dict[str, list[float]]]
+T = TypeVar("T")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time the process's live threads have used, to the nanosecond (``/proc/PID/task/*/schedstat``;
+    ``/proc/PID/stat`` counts in 10 ms ticks, coarse for an 80 ms stream)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def rss_mib(pid: int) -> float:
@@ -43,6 +48,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rotated(items: list[T], by: int) -> list[T]:
+    """``items`` starting at ``by`` (each round a different one first, so noise hits all alike)."""
+    by %= len(items)
+    return items[by:] + items[:by]
 
 
 def add(out: Samples, server: str, figure: str, value: float) -> None:
@@ -82,6 +93,53 @@ async def fast_upstream() -> AsyncIterator[str]:
         await stop(process)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One server as measured: which one, on which event loop, with which store.
+
+    ``asyncio`` is the default install (``pip install grok-chat-mcp``: no uvloop); ``uvloop`` is the
+    ``[uvloop]`` extra and the Docker image. Ours reads the loop from ``GROK_EVENT_LOOP``, the floor
+    from ``--loop``. Ours's store is the default (the per-user SQLite file, in a temporary
+    ``XDG_STATE_HOME`` of its own) or ``memory`` (``GROK_STORE=memory``).
+    """
+
+    server: str  # "floor server", "grok-chat-mcp" or "mcp-grok"
+    loop: str = "asyncio"
+    store: str = "default"
+    incumbent: tuple[str, ...] = ()  # mcp-grok's command (its own virtualenv)
+
+    @property
+    def setup(self) -> str:
+        """The row of the table it belongs to."""
+        return self.loop if self.store == "default" else f"{self.loop}, {self.store} store"
+
+    @property
+    def label(self) -> str:
+        return f"{self.server} [{self.setup}]"
+
+    @property
+    def ours(self) -> bool:
+        return self.server == "grok-chat-mcp"
+
+    def command(self) -> list[str]:
+        """Its stdio command."""
+        if self.server == "floor server":
+            return [sys.executable, str(ROOT / "bench" / "floor_server.py"), "--loop", self.loop]
+        if self.ours:
+            return [str(Path(sys.executable).parent / "grok-chat-mcp")]
+        return list(self.incumbent)
+
+    def environ(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` (which carries the run's temporary ``XDG_STATE_HOME``) for this variant."""
+        if not self.ours:
+            return env
+        state = Path(env["XDG_STATE_HOME"]) / re.sub(r"\W+", "-", self.setup)
+        extra = {"GROK_EVENT_LOOP": self.loop, "XDG_STATE_HOME": str(state)}
+        if self.store != "default":
+            extra["GROK_STORE"] = self.store
+        return {**env, **extra}
+
+
 @dataclass
 class HttpServer:
     """One server process serving streamable HTTP on 127.0.0.1."""
@@ -90,13 +148,13 @@ class HttpServer:
     port: int
 
 
-async def start_http(name: str, env: dict[str, str]) -> HttpServer:
+async def start_http(variant: Variant, env: dict[str, str]) -> HttpServer:
     """Ours as users run it (``grok-chat-mcp --transport http``), or the floor's HTTP mode."""
-    if name == "floor server":
+    env = variant.environ(env)
+    if not variant.ours:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "bench" / "floor_server.py"), "--http",
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
+            *variant.command(), "--http", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
+        )
         assert process.stderr is not None
         line = await asyncio.wait_for(process.stderr.readline(), 60)
         port = int(line.split()[1])
@@ -104,7 +162,7 @@ async def start_http(name: str, env: dict[str, str]) -> HttpServer:
     else:
         port = free_port()  # not --port 0: that needs INFO logging to learn the port, a cost per call
         process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "grok-chat-mcp"), "--transport", "http", "--port", str(port),
+            *variant.command(), "--transport", "http", "--port", str(port),
             stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
         )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -218,14 +276,14 @@ async def relay_in_process(reps: int, chunks: int, quick: bool) -> Samples:
     stdout, _ = await process.communicate()
     out: Samples = {}
     for reads, runs in json.loads(stdout.splitlines()[-1]).items():
-        for run, name in (("floor", "floor server"), ("ours", "grok-chat-mcp")):
+        for run, name in (("floor", "floor server [asyncio]"), ("ours", "grok-chat-mcp [asyncio]")):
             for value in runs[run]:
                 add(out, name, f"10k-chunk relay in-process, {reads}: CPU per chunk (us)", value)
     return out
 
 
 async def relay_end_to_end(
-    servers: list[tuple[str, list[str]]],
+    variants: list[Variant],
     env: dict[str, str],
     peer_start: Callable[[list[str], dict[str, str]], Awaitable[Any]],
     reps: int,
@@ -237,11 +295,11 @@ async def relay_end_to_end(
     out: Samples = {}
     async with fast_upstream() as base:
         env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
-        peers = {name: await peer_start(command, env) for name, command in servers}
+        peers = {v.label: await peer_start(v.command(), v.environ(env)) for v in variants}
         arguments = {"model": "grok-4", "messages": HELLO, "stream": True, "user": f"stream:{chunks}:0"}
         try:
             for rep in range(reps + 1):
-                for name, peer in list(peers.items()) if rep % 2 == 0 else list(reversed(peers.items())):
+                for name, peer in rotated(list(peers.items()), rep):
                     for progress in (False, True):
                         params: dict[str, Any] = {"name": "grok_chat_completions", "arguments": arguments}
                         if progress:
@@ -288,7 +346,9 @@ async def slow_call(port: int, body: bytes, lags: list[float]) -> None:
         connection.close()
 
 
-async def slow_calls(names: list[str], env: dict[str, str], reps: int, calls: int, chunks: int) -> Samples:
+async def slow_calls(
+    variants: list[Variant], env: dict[str, str], reps: int, calls: int, chunks: int
+) -> Samples:
     """``calls`` concurrent streamed calls on one server process, a chunk every 50 ms.
 
     Per run: how many complete; the added latency of each call's last chunk (upstream writing it to
@@ -301,8 +361,9 @@ async def slow_calls(names: list[str], env: dict[str, str], reps: int, calls: in
     async with fast_upstream() as base:
         env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
         for rep in range(reps):
-            for name in names if rep % 2 == 0 else list(reversed(names)):
-                server = await start_http(name, env)
+            for variant in rotated(variants, rep):
+                name = variant.label
+                server = await start_http(variant, env)
                 try:
                     pid = server.process.pid
                     idle, cpu_before = rss_mib(pid), cpu_seconds(pid)
@@ -366,7 +427,7 @@ async def worker(port: int, body: bytes, mode: str, deadline: float, times: list
 
 
 async def throughput(
-    names: list[str], env: dict[str, str], reps: int, seconds: float, plan: list[tuple[str, int, int]]
+    variants: list[Variant], env: dict[str, str], reps: int, seconds: float, plan: list[tuple[str, int, int]]
 ) -> Samples:
     """Calls per second and p99 round trip with ``connections`` clients calling back to back for
     ``seconds``, ``legacy`` (a stateless client's ``initialize`` + ``tools/call``, two POSTs) or
@@ -375,13 +436,13 @@ async def throughput(
     async with fast_upstream() as base:
         env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
         count = max(processes for _, _, processes in plan)
-        servers = {name: [await start_http(name, env) for _ in range(count)] for name in names}
+        servers = {v.label: [await start_http(v, env) for _ in range(count)] for v in variants}
         body = tools_call(1, {"model": "grok-4", "messages": HELLO})
         legacy_body = tools_call(1, {"model": "grok-4", "messages": HELLO}, modern=False)
         try:
             for rep in range(reps):
-                for mode, connections, processes in plan:
-                    for name in names if rep % 2 == 0 else list(reversed(names)):
+                for step, (mode, connections, processes) in enumerate(plan):
+                    for name in rotated(list(servers), rep + step):
                         ports = [server.port for server in servers[name][:processes]]
                         pids = [server.process.pid for server in servers[name][:processes]]
                         times: list[float] = []
@@ -451,7 +512,7 @@ def ensure_venv(name: str, requirement: str) -> Path | None:
 
 
 async def real_clients(
-    servers: list[tuple[str, list[str]]], env: dict[str, str], rounds: int, calls: int, large: int
+    variants: list[Variant], env: dict[str, str], rounds: int, calls: int, large: int
 ) -> Samples:
     """Round trips as real clients see them: each client process starts each server over stdio
     and times ``calls`` instant calls and ``large`` ~1 MiB answers; rounds alternate the order."""
@@ -459,11 +520,12 @@ async def real_clients(
     clients = client_commands()
     for round_ in range(rounds):
         for client, command in clients.items():
-            for name, server in servers if round_ % 2 == 0 else list(reversed(servers)):
+            for variant in rotated(variants, round_):
+                name, server = variant.label, variant.command()
                 argv = [*command, str(calls), str(large)]
                 argv += server if client.startswith("TypeScript") else ["--", *server]
                 process = await asyncio.create_subprocess_exec(
-                    *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+                    *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=variant.environ(env)
                 )
                 stdout, stderr = await asyncio.wait_for(process.communicate(), 600)
                 if process.returncode != 0:

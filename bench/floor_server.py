@@ -5,13 +5,19 @@ comes straight back; with ``stream`` it reads the events and returns the joined 
 (with a progress token, a progress notification at most every 0.2 s, as grok-chat-mcp sends them).
 Benchmarks compare grok-chat-mcp with it.
 
-    python bench/floor_server.py           # stdio
-    python bench/floor_server.py --http    # stateless streamable HTTP on 127.0.0.1, a free port
-                                           # (prints "port N" on stderr), through the SDK's public app
+    python bench/floor_server.py [--loop asyncio|uvloop]          # stdio
+    python bench/floor_server.py --http [--loop asyncio|uvloop]   # stateless streamable HTTP on
+        # 127.0.0.1, a free port (prints "port N" on stderr), through the SDK's public app
+
+``--loop``: ``asyncio`` (the default, what the SDK runs on) or ``uvloop``. Over HTTP the listening
+socket is made as ``IPPROTO_TCP``, as uvicorn makes its own, so that asyncio sets ``TCP_NODELAY``
+on each accepted connection (with protocol 0 it does not, and every response waits for the
+client's delayed ACK: about 40 ms).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -21,6 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -71,20 +78,26 @@ async def grok_chat_completions(
     return {"content": "".join(text)}
 
 
-def serve_http() -> None:
+def serve_http(loop: str) -> None:
     import uvicorn
 
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     print(f"port {sock.getsockname()[1]}", file=sys.stderr, flush=True)
     app = server.streamable_http_app(stateless_http=True)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", backlog=2048)
+    config = uvicorn.Config(
+        app, loop=loop, http="h11", log_config=None, access_log=False, lifespan="on", backlog=2048
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
-    if "--http" in sys.argv:
-        serve_http()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http", action="store_true")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args()
+    if args.http:
+        serve_http(args.loop)
     else:
-        server.run("stdio")
+        anyio.run(server.run_stdio_async, backend_options={"use_uvloop": args.loop == "uvloop"})

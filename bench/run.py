@@ -1,17 +1,24 @@
-"""Benchmark grok-chat-mcp side by side with the floor and the incumbent, in one run.
+"""Benchmark grok-chat-mcp side by side with the floor and the incumbent, on both event loops.
 
-    python bench/run.py            # full run; installs mcp-grok into bench/.venvs/ on first use
+    python bench/run.py            # full run; installs mcp-grok and mcp<2 into bench/.venvs/ on first use
     python bench/run.py --quick    # a short run (CI uses it to prove the benchmark works)
 
-Everything talks to a stand-in upstream on 127.0.0.1 (standin/upstream.py). Each server is driven
-by a minimal raw JSON-RPC client over stdio, the same for all, so differences are the servers'.
-Prints a markdown table (medians, p95 and ratios) and writes JSON. Times are never asserted on.
+Each figure is taken on the default install (plain asyncio: ``pip install grok-chat-mcp`` brings no
+uvloop) and with uvloop (the ``[uvloop]`` extra, the Docker image), the servers taking turns. Ours
+runs with its default store, the per-user SQLite file (here under a temporary ``XDG_STATE_HOME``,
+never the real home's), and in full runs also with ``GROK_STORE=memory``. Everything talks to a
+stand-in upstream on 127.0.0.1 (standin/upstream.py, bench/fast_upstream.py). Over stdio each
+server is driven by a minimal raw JSON-RPC client, the same for all, so differences are the
+servers'. Prints a markdown table (medians, spreads, ratios; one row per loop), then issue 27's
+guards with their verdicts, and writes JSON. Times are never asserted on: a guard not met is
+reported, never an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -20,13 +27,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -35,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import felt  # noqa: E402, I001 - bench/ on the path first
+from felt import Samples, Variant, add, rotated  # noqa: E402
 from standin.upstream import Upstream  # noqa: E402
 
 TOKEN = "bench-token-0000"
@@ -45,21 +55,6 @@ INIT = {
     "clientInfo": {"name": "bench", "version": "1"},
 }
 INCUMBENT_VENV = ROOT / "bench" / ".venvs" / "mcp-grok"
-T = TypeVar("T")
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-
-
-@dataclass
-class Results:
-    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> server -> values
-
-    def add(self, figure: str, server: str, values: list[float]) -> None:
-        self.samples.setdefault(figure, {})[server] = values
 
 
 class Peer:
@@ -130,9 +125,8 @@ class Peer:
                 self.progress.setdefault(token, []).append(time.monotonic())
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server process has used so far."""
+        return felt.cpu_seconds(self.process.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -161,40 +155,31 @@ async def timed(action: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def rotated(items: list[T], by: int) -> list[T]:
-    by %= len(items)
-    return items[by:] + items[:by]
+async def start(variant: Variant, env: dict[str, str]) -> Peer:
+    return await Peer.start(variant.command(), variant.environ(env))
 
 
-async def cold_starts(
-    servers: list[Server], env: dict[str, str], reps: int
-) -> dict[str, dict[str, list[float]]]:
+async def cold_starts(variants: list[Variant], env: dict[str, str], reps: int) -> Samples:
     """Spawn to ``initialize`` reply and to the first ``tools/list`` reply, taking the servers in turn
     (the order rotating each round, so that neither machine noise nor the previous server's exit
     favours one)."""
-    times: dict[str, dict[str, list[float]]] = {
-        server.name: {"cold start (ms)": [], "cold start to tools/list (ms)": []} for server in servers
-    }
+    out: Samples = {}
     for round_ in range(reps):
-        for server in rotated(servers, round_):
+        for variant in rotated(variants, round_):
             started = time.perf_counter()
-            peer = await Peer.start(server.command, env)
-            times[server.name]["cold start (ms)"].append((time.perf_counter() - started) * 1000)
+            peer = await start(variant, env)
+            add(out, variant.label, "cold start (ms)", (time.perf_counter() - started) * 1000)
             await peer.request("tools/list", {})
-            times[server.name]["cold start to tools/list (ms)"].append((time.perf_counter() - started) * 1000)
+            add(out, variant.label, "cold start to tools/list (ms)", (time.perf_counter() - started) * 1000)
             await peer.close()
-    return times
+    return out
 
 
-async def in_turn(
-    servers: list[Server], env: dict[str, str], reps: dict[str, int]
-) -> dict[str, dict[str, Any]]:
+async def in_turn(variants: list[Variant], env: dict[str, str], reps: dict[str, int]) -> Samples:
     """Per-call and large-response times, one call per server in turn (the order rotating each
     round), so noise hits all alike."""
-    peers = {server.name: await Peer.start(server.command, env) for server in servers}
-    out: dict[str, dict[str, Any]] = {
-        name: {"per call (ms)": [], "~1 MiB response (ms)": []} for name in peers
-    }
+    peers = {variant.label: await start(variant, env) for variant in variants}
+    out: Samples = {}
     try:
         for _ in range(reps["warmup"]):
             for peer in peers.values():
@@ -204,70 +189,77 @@ async def in_turn(
             ("~1 MiB response (ms)", "big1024", reps["large"]),
         ):
             for round_ in range(count):
-                for server, peer in rotated(list(peers.items()), round_):
-                    out[server][figure].append(await timed(lambda p=peer, n=name: p.call(scenario(n))))  # type: ignore[misc]
+                for label, peer in rotated(list(peers.items()), round_):
+                    add(out, label, figure, await timed(partial(peer.call, scenario(name))))
     finally:
         for peer in peers.values():
             await peer.close()
     return out
 
 
-async def bench_server(
-    server: Server, env: dict[str, str], upstream: Upstream, reps: dict[str, int]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    peer = await Peer.start(server.command, env)
+async def under_load(
+    variants: list[Variant], env: dict[str, str], upstream: Upstream, reps: dict[str, int]
+) -> Samples:
+    """Pipelined and concurrent calls, streams, memory and stray output: all servers started at
+    once, each figure taken from each in turn."""
+    out: Samples = {}
+    peers = {variant.label: await start(variant, env) for variant in variants}
     try:
-        await peer.request("tools/list", {})
+        for peer in peers.values():
+            await peer.request("tools/list", {})
         await asyncio.sleep(0.5)  # settled: what a client sees between turns
-        out["RSS idle (MiB)"] = [peer.rss_mib()]
-        for _ in range(reps["warmup"]):
-            await peer.call(scenario("ok"))
+        for label, peer in peers.items():
+            add(out, label, "RSS idle (MiB)", peer.rss_mib())
+            for _ in range(reps["warmup"]):
+                await peer.call(scenario("ok"))
 
-        async def pipelined() -> None:
-            await asyncio.gather(*(peer.call(scenario("ok")) for _ in range(reps["pipelined"])))
+        async def many(peer: Peer, count: int, name: str, **extra: Any) -> None:
+            await asyncio.gather(*(peer.call(scenario(name, **extra)) for _ in range(count)))
 
-        out["pipelined calls (per s)"] = [
-            reps["pipelined"] / (await timed(pipelined) / 1000) for _ in range(reps["rounds"])
-        ]
-
-        async def forty() -> None:
-            await asyncio.gather(*(peer.call(scenario("slow300")) for _ in range(40)))
-
-        out["40 x 300 ms concurrent (ms)"] = [await timed(forty) for _ in range(reps["concurrency"])]
-        await peer.call(scenario("big200"))
-        out["200 KiB answer on the wire (KB)"] = [peer.reply_bytes[peer.last_id] / 1000]
-
-        async def streams() -> None:
-            await asyncio.gather(*(peer.call(scenario("sse20", stream=True)) for _ in range(50)))
-
-        cpu = []
-        for _ in range(reps["rounds"]):
-            before = peer.cpu_seconds()
-            await streams()
-            cpu.append((peer.cpu_seconds() - before) * 1000)
-        out["CPU for 50 concurrent streams (ms)"] = cpu
-        if server.name == "grok-chat-mcp":
-            lags = []
-            for index in range(reps["stream"]):
-                upstream.first_chunk_sent.clear()
-                token = f"s{index}"
-                await peer.call(scenario("sse50", stream=True), progress_token=token)
-                lags.append((peer.progress[token][0] - upstream.first_chunk_sent[0]) * 1000)
-            out["first progress after first chunk (ms)"] = lags
-        out["RSS after load (MiB)"] = [peer.rss_mib()]
-        for _ in range(reps["soak"]):
-            await peer.call(scenario("ok"))
-        out[f"RSS after {reps['soak']:,} more calls (MiB)"] = [peer.rss_mib()]
-        out["stray stdout lines"] = [float(peer.stray_lines)]
+        for round_ in range(reps["rounds"]):
+            for label, peer in rotated(list(peers.items()), round_):
+                elapsed = await timed(partial(many, peer, reps["pipelined"], "ok"))
+                add(out, label, "pipelined calls (per s)", reps["pipelined"] / (elapsed / 1000))
+        for round_ in range(reps["concurrency"]):
+            for label, peer in rotated(list(peers.items()), round_):
+                add(
+                    out, label, "40 x 300 ms concurrent (ms)", await timed(partial(many, peer, 40, "slow300"))
+                )
+        for label, peer in peers.items():
+            await peer.call(scenario("big200"))
+            add(out, label, "200 KiB answer on the wire (KB)", peer.reply_bytes[peer.last_id] / 1000)
+        for round_ in range(reps["rounds"]):
+            for label, peer in rotated(list(peers.items()), round_):
+                before = peer.cpu_seconds()
+                await many(peer, 50, "sse20", stream=True)
+                add(out, label, "CPU for 50 concurrent streams (ms)", (peer.cpu_seconds() - before) * 1000)
+        for variant in variants:
+            if variant.ours:
+                peer = peers[variant.label]
+                for index in range(reps["stream"]):
+                    upstream.first_chunk_sent.clear()
+                    token = f"s{index}"
+                    await peer.call(scenario("sse50", stream=True), progress_token=token)
+                    lag = (peer.progress[token][0] - upstream.first_chunk_sent[0]) * 1000
+                    add(out, variant.label, "first progress after first chunk (ms)", lag)
+        for label, peer in peers.items():
+            add(out, label, "RSS after load (MiB)", peer.rss_mib())
+        for _ in range(reps["soak"] // 100):
+            for peer in peers.values():
+                for _ in range(100):
+                    await peer.call(scenario("ok"))
+        for label, peer in peers.items():
+            add(out, label, f"RSS after {reps['soak']:,} more calls (MiB)", peer.rss_mib())
+            add(out, label, "stray stdout lines", float(peer.stray_lines))
     finally:
-        await peer.close()
+        for peer in peers.values():
+            await peer.close()
     return out
 
 
-async def bench_direct(base_url: str, reps: dict[str, int]) -> dict[str, Any]:
+async def bench_direct(base_url: str, reps: dict[str, int]) -> dict[str, list[float]]:
     """The same requests straight from httpx, without any MCP hop."""
-    out: dict[str, Any] = {}
+    out: dict[str, list[float]] = {}
     url = base_url + "/grok/chat/completions"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(timeout=60) as client:
@@ -292,30 +284,12 @@ def _instructions(stderr: bytes) -> float:
     return int(refs.group(1).replace(b",", b"")) / 1e6 if refs else float("nan")
 
 
-def start_up_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
-    """Instructions from spawn to exit after an ``initialize`` (valgrind's callgrind): unlike wall
-    time, the same on a busy machine. Millions; empty where valgrind is missing."""
-    if shutil.which("valgrind") is None:
-        return {}
-    line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT}) + "\n"
-
-    def count(server: Server) -> tuple[str, float]:
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command],
-            input=line.encode(), capture_output=True, env=env, timeout=1200, check=False,
-        )  # fmt: skip
-        return server.name, _instructions(done.stderr)
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return dict(pool.map(count, servers))
-
-
-async def instructions_for_calls(server: Server, env: dict[str, str], calls: int) -> float:
-    """Instructions (millions, callgrind) of a whole session: ``initialize``, ``tools/list``,
-    ``calls`` instant calls, exit."""
+async def session_instructions(variant: Variant, env: dict[str, str], calls: int) -> float:
+    """Instructions (millions, valgrind's callgrind) of a whole session: ``initialize``,
+    ``tools/list``, ``calls`` instant calls, exit. Unlike wall time, the same on a busy machine."""
     process = await asyncio.create_subprocess_exec(
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *server.command,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *variant.command(),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=variant.environ(env),
     )  # fmt: skip
     assert process.stdin is not None and process.stderr is not None
     peer = Peer(process)
@@ -331,73 +305,80 @@ async def instructions_for_calls(server: Server, env: dict[str, str], calls: int
     return _instructions(stderr)
 
 
-async def per_call_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
-    """Instructions one ``tools/call`` costs the server (callgrind): a session with 60 calls minus
-    one with 10, over 50. The per-call figure a busy machine cannot move. Millions."""
+async def instructions(start_up: list[Variant], per_call: list[Variant], env: dict[str, str]) -> Samples:
+    """Start-up: spawn to exit after ``initialize`` and the first ``tools/list``. Per call: a session
+    with 60 calls minus one with 10, over 50. Millions of instructions; as many sessions at once
+    as there are cores; empty where valgrind is missing."""
+    out: Samples = {}
     if shutil.which("valgrind") is None:
-        return {}
+        print("valgrind missing: no instruction counts", file=sys.stderr)
+        return out
+    cores = asyncio.Semaphore(os.cpu_count() or 2)
 
-    out = {}
-    for server in servers:  # two sessions at a time: one per core here
-        few, many = await asyncio.gather(
-            instructions_for_calls(server, env, 10), instructions_for_calls(server, env, 60)
+    async def count(variant: Variant, calls: int) -> float:
+        async with cores:
+            return await session_instructions(variant, env, calls)
+
+    jobs = [(variant, 0) for variant in start_up] + [(v, calls) for v in per_call for calls in (10, 60)]
+    counts = dict(zip(jobs, await asyncio.gather(*(count(*job) for job in jobs)), strict=True))
+    for variant in start_up:
+        add(out, variant.label, "cold start to tools/list (million instructions)", counts[variant, 0])
+    for variant in per_call:
+        add(
+            out,
+            variant.label,
+            "per call (million instructions)",
+            (counts[variant, 60] - counts[variant, 10]) / 50,
         )
-        out[server.name] = (many - few) / 50
     return out
 
 
-async def start_up_to_list_instructions(servers: list[Server], env: dict[str, str]) -> dict[str, float]:
-    """Instructions from spawn to exit after ``initialize`` and the first ``tools/list`` (callgrind).
-    Millions; empty where valgrind is missing."""
-    if shutil.which("valgrind") is None:
-        return {}
-    counts = await asyncio.gather(*(instructions_for_calls(server, env, 0) for server in servers))
-    return {server.name: count for server, count in zip(servers, counts, strict=True)}
+def merge(results: Samples, more: Samples) -> None:
+    for label, figures in more.items():
+        results.setdefault(label, {}).update(figures)
 
 
 async def what_users_feel(
-    servers: list[Server], env: dict[str, str], results: dict[str, dict[str, Any]], reps: dict[str, Any]
+    groups: dict[str, list[Variant]], env: dict[str, str], results: Samples, reps: dict[str, Any]
 ) -> None:
     """Issue 23's figures (bench/felt.py): long streams, many slow calls and throughput over HTTP,
     round trips through real clients. Merged into ``results``."""
     chunks = 10_000
-    streaming = [(server.name, server.command) for server in servers if server.name != "mcp-grok"]
-    names = [name for name, _ in streaming]
     if reps["slow calls"] >= 300:
         plan = [(mode, connections, 1) for mode in ("legacy", "modern") for connections in (1, 10, 100)]
         plan += [("legacy", 100, 2), ("modern", 100, 2)]
     else:
         plan = [("legacy", 10, 1), ("modern", 10, 1)]
-    everyone = [(server.name, server.command) for server in servers]
-    steps: list[tuple[str, Callable[[], Awaitable[felt.Samples]]]] = [
+    steps: list[tuple[str, Callable[[], Awaitable[Samples]]]] = [
         (
             "stream relay in-process",
             lambda: felt.relay_in_process(reps["relay"], chunks, reps["slow calls"] < 300),
         ),
         (
             "10k-chunk streams over stdio",
-            lambda: felt.relay_end_to_end(streaming, env, Peer.start, reps["streams"], chunks),
+            lambda: felt.relay_end_to_end(groups["served"], env, Peer.start, reps["streams"], chunks),
         ),
         (
             f"{reps['slow calls']} slow calls over HTTP",
-            lambda: felt.slow_calls(names, env, reps["slow reps"], reps["slow calls"], reps["slow chunks"]),
+            lambda: felt.slow_calls(
+                groups["served"], env, reps["slow reps"], reps["slow calls"], reps["slow chunks"]
+            ),
         ),
         (
             "HTTP throughput",
-            lambda: felt.throughput(names, env, reps["http reps"], reps["http seconds"], plan),
+            lambda: felt.throughput(groups["served"], env, reps["http reps"], reps["http seconds"], plan),
         ),
         (
             "per call through real clients",
             lambda: felt.real_clients(
-                everyone, env, reps["client rounds"], reps["client calls"], reps["client large"]
+                groups["started"], env, reps["client rounds"], reps["client calls"], reps["client large"]
             ),
         ),
     ]
     for label, step in steps:
         started = time.monotonic()
         print(f"{label} ...", file=sys.stderr, end=" ", flush=True)
-        for name, figures in (await step()).items():
-            results.setdefault(name, {}).update(figures)
+        merge(results, await step())
         print(f"{time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
@@ -423,77 +404,160 @@ def summary(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), cuts[0], cuts[18]
 
 
-def targets(soak: int) -> dict[str, str]:
-    return {
-        "cold start (ms)": "<= 0.95 x floor",
-        "cold start (million instructions)": "<= 0.95 x floor",
-        "cold start to tools/list (ms)": "<= 0.95 x floor",
-        "cold start to tools/list (million instructions)": "<= 0.85 x floor; moonshot < mcp-grok",
-        "per call (ms)": "<= 0.8 x floor, <= 0.35 x mcp-grok",
-        "per call (million instructions)": "reported (what load cannot move)",
-        "pipelined calls (per s)": ">= 1.3 x floor",
-        "40 x 300 ms concurrent (ms)": "<= 600 ms",
-        "~1 MiB response (ms)": "<= 1.2 x floor",
-        "200 KiB answer on the wire (KB)": "reported",
-        "CPU for 50 concurrent streams (ms)": "reported",
-        "RSS idle (MiB)": "reported",
-        "RSS after load (MiB)": "<= 1.15 x floor",
-        f"RSS after {soak:,} more calls (MiB)": "flat: within a few MiB of the line above",
-        "first progress after first chunk (ms)": "<= 50 ms",
-        "stray stdout lines": "0",
-    }
+@dataclass(frozen=True)
+class Guard:
+    """One of issue 27's guards, on the default install: ours against the floor, or an absolute bound."""
+
+    text: str
+    ratio_at_most: float | None = None
+    ratio_at_least: float | None = None
+    below: float | None = None
+    every_run_at_least: float | None = None
+
+    def verdict(self, ours: list[float], floor: list[float] | None) -> str:
+        mid = statistics.median(ours)
+        if self.every_run_at_least is not None:
+            met = min(ours) >= self.every_run_at_least
+        elif self.below is not None:
+            met = mid < self.below
+        elif not floor:
+            return "not measured (no floor)"
+        else:
+            ratio = mid / statistics.median(floor)
+            met = (
+                ratio <= self.ratio_at_most
+                if self.ratio_at_most is not None
+                else ratio >= (self.ratio_at_least or 0)
+            )
+        return "met" if met else "not met"
 
 
-def target(figure: str, soak: int, slow_calls: int) -> str:
-    """The target of a figure (issue 23's for what users feel)."""
-    fixed = targets(soak) | {
-        "slow calls over HTTP: completed": f"all {slow_calls}",
-        "slow calls over HTTP: added latency per chunk p50 (ms)": "reported",
-        "slow calls over HTTP: added latency per chunk p99 (ms)": "< 10 ms",
-        "slow calls over HTTP: RSS per call in flight (KiB)": "reported, bounded",
+def guards(slow_calls: int) -> dict[str, Guard]:
+    """Issue 27, item 9: the figures ours must keep on the default install (``asyncio`` rows)."""
+    out = {
+        "per call (ms)": Guard("<= 1.1 x floor", ratio_at_most=1.1),
+        "10k-chunk stream: server CPU per chunk (us)": Guard("<= 0.9 x floor", ratio_at_most=0.9),
+        "10k-chunk stream, with progress: server CPU per chunk (us)": Guard(
+            "<= 0.9 x floor", ratio_at_most=0.9
+        ),
+        "slow calls over HTTP: completed": Guard(
+            f"all {slow_calls}, every run", every_run_at_least=slow_calls
+        ),
+        "slow calls over HTTP: added latency per chunk p99 (ms)": Guard("< 10 ms", below=10),
+        "cold start to tools/list (million instructions)": Guard("<= 0.95 x floor", ratio_at_most=0.95),
     }
-    if figure in fixed:
-        return fixed[figure]
-    if figure.startswith("10k-chunk") or "CPU per chunk" in figure:
-        return "<= 0.8 x floor"
-    if figure.endswith("calls per s"):
-        return ">= 1.2 x floor" + ("; ~2 x one process" if "processes" in figure else "")
-    if figure.startswith("HTTP") and figure.endswith("p99 (ms)"):
-        return "<= floor"
-    if figure.startswith("per call via"):
-        return "<= 0.9 x floor"
-    if figure.startswith("~1 MiB response via"):
-        return "<= 1.2 x floor"
-    return "reported"
+    for mode in ("legacy", "modern"):
+        for connections in (1, 10, 100):
+            out[f"HTTP {mode}, {connections} conn: calls per s"] = Guard(">= 1.0 x floor", ratio_at_least=1.0)
+    return out
 
 
 COLUMNS = ["direct httpx", "floor server", "grok-chat-mcp", "mcp-grok"]
+HEADLINE = "asyncio"  # the default install, the default store
 
 
-def table(results: dict[str, dict[str, Any]], soak: int, slow_calls: int) -> str:
-    head = "| figure | " + " | ".join(COLUMNS) + " | ours / floor | ours / mcp-grok | target |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
-    figures = list(targets(soak))
+def cells(results: Samples, figure: str, setup: str) -> tuple[list[str], dict[str, float]] | None:
+    """A row's cells and medians: ours on ``setup``, the floor and the others on the same loop."""
+    loop = setup.split(",")[0]
+    sources = {
+        "direct httpx": f"direct httpx [{HEADLINE}]" if setup == HEADLINE else "",
+        "floor server": f"floor server [{loop}]" if setup == loop else "",
+        "grok-chat-mcp": f"grok-chat-mcp [{setup}]",
+        "mcp-grok": f"mcp-grok [{HEADLINE}]" if setup == HEADLINE else "",
+    }
+    if not results.get(sources["grok-chat-mcp"], {}).get(figure):
+        return None
+    out, medians = [], {}
     for column in COLUMNS:
-        figures += [figure for figure in results.get(column, {}) if figure not in figures]
+        values = results.get(sources[column], {}).get(figure)
+        if not values:
+            out.append("-")
+            continue
+        median, p5, p95 = summary(values)
+        medians[column] = median
+        out.append(f"{median:.1f}" if len(values) == 1 else f"{median:.1f} ({p5:.1f}-{p95:.1f})")
+    floor = results.get(f"floor server [{loop}]", {}).get(figure)
+    if floor:
+        medians["floor server"] = statistics.median(floor)
+    return out, medians
+
+
+def table(results: Samples, setups: list[str], checks: dict[str, Guard]) -> str:
+    head = "| figure | loop | " + " | ".join(COLUMNS) + " | ours / floor | ours / mcp-grok | guard |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 5)]
+    figures: list[str] = []
+    for figures_of in results.values():
+        figures += [figure for figure in figures_of if figure not in figures]
     for figure in figures:
-        cells, medians = [], {}
-        for column in COLUMNS:
-            values = results.get(column, {}).get(figure)
-            if not values:
-                cells.append("-")
+        for setup in setups:
+            row = cells(results, figure, setup)
+            if row is None:
                 continue
-            median, p5, p95 = summary(values)
-            medians[column] = median
-            cells.append(f"{median:.1f}" if len(values) == 1 else f"{median:.1f} ({p5:.1f}-{p95:.1f})")
-        ours = medians.get("grok-chat-mcp")
-        ratios = [
-            f"{ours / medians[ref]:.2f}" if ours is not None and medians.get(ref) else "-"
-            for ref in ("floor server", "mcp-grok")
-        ]
-        goal = target(figure, soak, slow_calls)
-        lines.append(f"| {figure} | " + " | ".join(cells) + f" | {' | '.join(ratios)} | {goal} |")
+            shown, medians = row
+            ours = medians["grok-chat-mcp"]
+            ratios = [
+                f"{ours / medians[ref]:.2f}" if medians.get(ref) else "-"
+                for ref in ("floor server", "mcp-grok")
+            ]
+            guard = checks.get(figure)
+            verdict = ""
+            if guard is not None and setup == HEADLINE:
+                floor = results.get(f"floor server [{HEADLINE}]", {}).get(figure)
+                verdict = f"{guard.text}: {guard.verdict(results['grok-chat-mcp [asyncio]'][figure], floor)}"
+            lines.append(
+                f"| {figure} | {setup} | " + " | ".join(shown) + f" | {' | '.join(ratios)} | {verdict} |"
+            )
     return "\n".join(lines)
+
+
+def verdicts(results: Samples, checks: dict[str, Guard]) -> str:
+    """Each guard with ours, the floor, the ratio and the verdict, on the default install."""
+    lines = []
+    ours = results.get(f"grok-chat-mcp [{HEADLINE}]", {})
+    floor = results.get(f"floor server [{HEADLINE}]", {})
+    for figure, guard in checks.items():
+        if not ours.get(figure):
+            lines.append(f"- {figure}: {guard.text}: not measured in this run")
+            continue
+        mid = statistics.median(ours[figure])
+        against = ""
+        if floor.get(figure):
+            base = statistics.median(floor[figure])
+            against = f" against the floor's {base:.2f} ({mid / base:.2f} x)"
+        lines.append(
+            f"- {figure}: {mid:.2f}{against}; {guard.text}: {guard.verdict(ours[figure], floor.get(figure))}"
+        )
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    """The versions that decide the figures, and the commit measured."""
+    names = ("grok-chat-mcp", "mcp", "httpx", "httpcore", "anyio", "starlette", "uvicorn", "uvloop")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return ", ".join(found) + (f" (commit {commit})" if commit else "")
+
+
+def variants(loops: list[str], incumbent: list[str] | None, memory: bool) -> dict[str, list[Variant]]:
+    """Which servers each section measures. ``served``: the floor and ours on each loop (ours also
+    with the memory store, where asked); ``started``: the floor and ours on each loop, and mcp-grok."""
+    pairs = [Variant(server, loop) for loop in loops for server in ("floor server", "grok-chat-mcp")]
+    served = pairs + ([Variant("grok-chat-mcp", HEADLINE, "memory")] if memory else [])
+    others = [Variant("mcp-grok", HEADLINE, incumbent=tuple(incumbent))] if incumbent else []
+    headline_pair = [v for v in pairs if v.loop == HEADLINE]
+    return {
+        "served": served,
+        "started": pairs + others,
+        "stdio": served + others,
+        "per call instructions": headline_pair + [v for v in served if v.store != "default"],
+    }
 
 
 async def main() -> None:
@@ -502,72 +566,83 @@ async def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="few repetitions, no incumbent (CI)")
     parser.add_argument("--no-incumbent", action="store_true", help="skip AceDataCloud's mcp-grok")
+    parser.add_argument(
+        "--loops", default="asyncio,uvloop", help="event loops, comma-separated (default: asyncio,uvloop)"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     reps = (
-        {"cold": 2, "warmup": 3, "calls": 20, "concurrency": 1, "large": 2, "stream": 2}
+        {"cold": 1, "warmup": 3, "calls": 20, "concurrency": 1, "large": 2, "stream": 2}
         | {"pipelined": 50, "rounds": 1, "soak": 100}
         if args.quick
-        else {"cold": 40, "warmup": 30, "calls": 300, "concurrency": 5, "large": 15, "stream": 10}
-        | {"pipelined": 200, "rounds": 5, "soak": 2000}
+        else {"cold": 20, "warmup": 30, "calls": 200, "concurrency": 3, "large": 10, "stream": 10}
+        | {"pipelined": 200, "rounds": 3, "soak": 1000}
     )
     felt_reps = (
         {"relay": 3, "streams": 1, "slow reps": 1, "slow calls": 30, "slow chunks": 30}
         | {"http reps": 1, "http seconds": 1.0, "client rounds": 1, "client calls": 5, "client large": 1}
         if args.quick
-        else {"relay": 21, "streams": 10, "slow reps": 3, "slow calls": 300, "slow chunks": 400}
-        | {"http reps": 3, "http seconds": 5.0, "client rounds": 5, "client calls": 40, "client large": 4}
+        else {"relay": 15, "streams": 8, "slow reps": 2, "slow calls": 300, "slow chunks": 200}
+        | {"http reps": 2, "http seconds": 4.0, "client rounds": 3, "client calls": 40, "client large": 4}
     )
-    bin_dir = Path(sys.executable).parent
-    servers = [
-        Server("floor server", [sys.executable, str(ROOT / "bench" / "floor_server.py")]),
-        Server("grok-chat-mcp", [str(bin_dir / "grok-chat-mcp")]),
-    ]
-    if not (args.quick or args.no_incumbent) and (incumbent := ensure_incumbent()):
-        servers.append(Server("mcp-grok", incumbent))
+    loops = [loop for loop in args.loops.split(",") if loop]
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        print("uvloop is not installed here: asyncio only", file=sys.stderr)
+        loops.remove("uvloop")
+    incumbent = None
+    if not (args.quick or args.no_incumbent):
+        incumbent = ensure_incumbent()
+    groups = variants(loops, incumbent, memory=not args.quick)
+    checks = guards(int(felt_reps["slow calls"]))
 
-    results: dict[str, dict[str, Any]] = {}
-    with Upstream() as upstream:
+    results: Samples = {}
+    with Upstream() as upstream, tempfile.TemporaryDirectory(prefix="grok-chat-mcp-bench-") as state:
         base = upstream.url("ok")
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
+            "XDG_STATE_HOME": state,  # the default store's file: never the real home's
             "ACEDATACLOUD_API_TOKEN": TOKEN,
             "ACEDATACLOUD_API_BASE_URL": base,
             "LOG_LEVEL": "WARNING",
             "GROK_MAX_RETRIES": "0",
         }
-        results["direct httpx"] = await bench_direct(base, reps)
+        results[f"direct httpx [{HEADLINE}]"] = await bench_direct(base, reps)
         print("per call and large responses, in turn ...", file=sys.stderr)
-        alternated = await in_turn(servers, env, reps)
-        for server in servers:
-            print(f"benchmarking {server.name} ...", file=sys.stderr)
-            results[server.name] = {
-                **alternated[server.name],
-                **await bench_server(server, env, upstream, reps),
-            }
+        merge(results, await in_turn(groups["stdio"], env, reps))
+        print("under load, in turn ...", file=sys.stderr)
+        merge(results, await under_load(groups["stdio"], env, upstream, reps))
         print("cold starts ...", file=sys.stderr)
-        for name, figures in (await cold_starts(servers, env, reps["cold"])).items():
-            results[name].update(figures)
-        await what_users_feel(servers, env, results, felt_reps)
+        merge(results, await cold_starts(groups["started"], env, reps["cold"]))
+        # A quick run takes what users feel on the default install only: under a minute on 2 cores.
+        await what_users_feel(
+            variants([HEADLINE], None, False) if args.quick else groups, env, results, felt_reps
+        )
         if not args.quick:
-            print("start-up instructions to tools/list (valgrind) ...", file=sys.stderr)
-            for name, count in (await start_up_to_list_instructions(servers, env)).items():
-                results[name]["cold start to tools/list (million instructions)"] = [count]
-            print("cold start instructions (valgrind) ...", file=sys.stderr)
-            for name, count in start_up_instructions(servers, env).items():
-                results[name]["cold start (million instructions)"] = [count]
-            print("per-call instructions (valgrind) ...", file=sys.stderr)
-            for name, count in (await per_call_instructions(servers, env)).items():
-                results[name]["per call (million instructions)"] = [count]
+            print("instructions (valgrind) ...", file=sys.stderr)
+            pairs = [v for v in groups["started"] if v.server != "mcp-grok"]
+            merge(results, await instructions(pairs, groups["per call instructions"], env))
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"Measured {stamp} on {machine}{' (quick run)' if args.quick else ''}.\n")
-    print(table(results, reps["soak"], int(felt_reps["slow calls"])))
+    setups = [v.setup for v in groups["served"] if v.ours]
+    print(f"Measured {stamp} on {machine}{' (quick run)' if args.quick else ''}; {versions()}.")
+    print(f"Loops: {', '.join(setups)} ({HEADLINE}: the default install, no uvloop).\n")
+    print(table(results, setups, checks))
+    few = " (a quick run: too few samples to judge)" if args.quick else ""
+    print(f"\nGuards (issue 27), on the default install ({HEADLINE}, the default store){few}; never fatal:\n")
+    print(verdicts(results, checks))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"date": stamp, "machine": machine, "quick": args.quick, "results": results})
+        json.dumps(
+            {
+                "date": stamp,
+                "machine": machine,
+                "versions": versions(),
+                "quick": args.quick,
+                "results": results,
+            }
+        )
     )
 
 

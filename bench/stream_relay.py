@@ -1,11 +1,12 @@
 """Stream relay, in-process: CPU per upstream chunk of ours against the floor, on the same bytes.
 
 The floor is what ``bench/floor_server.py`` does with a stream: ``response.aiter_lines()``, then
-``json.loads`` of each ``data:`` line and the content joined. Ours is
-:class:`grok_chat_mcp.upstream.sse.CompletionStream` fed from ``response.aiter_raw()``, every bound
-on, and the assembled ``chat.completion`` built. Both read an :class:`httpx.Response` over the
-same pieces of bytes (one event per read, as upstream flushes them, or coalesced reads), taken
-interleaved so machine noise hits both alike. Prints medians, spreads and the ratio; asserts nothing.
+``json.loads`` of each ``data:`` line and the content joined. Ours is what the upstream client
+does: the body from ``upstream.body.decoded``, split into events by ``upstream.sse.EventStream``,
+merged by ``upstream.assembly.Assembly`` (every bound on), and the ``chat.completion`` built. Both
+read an :class:`httpx.Response` over the same pieces of bytes (one event per read, as upstream
+flushes them, or coalesced reads), taken interleaved so machine noise hits both alike. Prints
+medians, spreads and the ratio; asserts nothing.
 
     python bench/stream_relay.py [--quick] [--chunks N] [--reps N]
 """
@@ -22,7 +23,13 @@ from typing import Any
 
 import httpx
 
-from grok_chat_mcp.upstream.sse import CompletionStream
+try:
+    from grok_chat_mcp.upstream.assembly import Assembly
+
+    from grok_chat_mcp.upstream.body import decoded
+    from grok_chat_mcp.upstream.sse import EventStream
+except ImportError:  # before h-upstream: the decoder and the assembler in one class
+    from grok_chat_mcp.upstream.sse import CompletionStream
 
 Run = Callable[[list[bytes]], Coroutine[Any, Any, int]]
 WORDS = ("The", " answer", " is", " forty", "-two", ",", " as", " computed", " by", " Deep", " Thought", ".")
@@ -85,28 +92,22 @@ async def floor(pieces: list[bytes]) -> int:
 
 
 async def ours(pieces: list[bytes]) -> int:
-    stream = CompletionStream()
-    async for piece in response(pieces).aiter_raw():
-        stream.feed(piece)
-        if stream.done:
+    """``upstream/client.py``'s read loop, without the progress relay."""
+    if "Assembly" not in globals():
+        stream = CompletionStream()
+        async for piece in response(pieces).aiter_raw():
+            stream.feed(piece)
+            if stream.done:
+                break
+        stream.close()
+        return len(stream.result()["choices"][0]["message"]["content"])
+    events, assembly = EventStream(), Assembly()
+    async for piece in decoded(response(pieces)):
+        assembly.take(events.feed(piece))
+        if assembly.done:
             break
-    stream.close()
-    assert stream.done
-    return len(stream.result()["choices"][0]["message"]["content"])
-
-
-async def wrapped(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for piece in source:
-        yield piece
-
-
-async def ours_wrapped(pieces: list[bytes]) -> int:
-    """Ours behind one more async generator (as the client's ``_decoded`` is today)."""
-    stream = CompletionStream()
-    async for piece in wrapped(response(pieces).aiter_raw()):
-        stream.feed(piece)
-    stream.close()
-    return len(stream.result()["choices"][0]["message"]["content"])
+    assert assembly.done
+    return len(assembly.result()["choices"][0]["message"]["content"])
 
 
 def cpu(run: Run, pieces: list[bytes]) -> float:
@@ -116,7 +117,7 @@ def cpu(run: Run, pieces: list[bytes]) -> float:
 
 
 def measure(name: str, pieces: list[bytes], chunks: int, reps: int) -> dict[str, list[float]]:
-    runs: dict[str, Run] = {"floor": floor, "ours": ours, "ours, wrapped": ours_wrapped}
+    runs: dict[str, Run] = {"floor": floor, "ours": ours}
     assert len({asyncio.run(run(pieces)) for run in runs.values()}) == 1, "the runs disagree"
     times: dict[str, list[float]] = {key: [] for key in runs}
     for rep in range(reps):
