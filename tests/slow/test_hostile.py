@@ -834,7 +834,16 @@ def late_second_answer(number: int, _body: dict[str, Any]) -> Reply:
     "script",
     [
         pytest.param(late_second_answer, id="in-a-later-segment"),
-        pytest.param(two_answers, id="in-the-same-segment"),
+        pytest.param(
+            two_answers,
+            id="in-the-same-segment",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="accepted, inherited LOW-27 (docs/design.md, 'Accepted risks'): httpcore keeps the "
+                "bytes after a response that arrived in the same read (h11's trailing_data) for the next "
+                "request on the connection",
+            ),
+        ),
     ],
 )
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
