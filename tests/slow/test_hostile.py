@@ -245,8 +245,8 @@ def invalid_utf8_json() -> Reply:
 @pytest.mark.parametrize(
     ("script", "stream", "expected"),
     [
-        # A pair split between two events is two lone surrogates in two JSON texts: each is replaced.
-        (split_emoji_stream, True, "smile " + EMOJI + " done\ufffd\ufffd \ufffd!"),
+        # A pair split between two events joins back into the one character; a lone one is U+FFFD.
+        (split_emoji_stream, True, "smile " + EMOJI + " done" + EMOJI + " \ufffd!"),
         (lone_surrogate_json, False, f"before \ufffd after {EMOJI}"),
         (invalid_utf8_json, False, "before \ufffd\ufffd after"),
     ],
