@@ -20,7 +20,6 @@ ENTRY_COST = 256
 DONE = "[DONE]"
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
 _CHOICE_FIELDS = frozenset(("index", "delta", "finish_reason", "message"))
-_HIGH_SURROGATES = ("\ud800", "\udbff")
 
 
 class TooLarge(StreamError):
@@ -88,14 +87,12 @@ class Assembly:
     def take(self, events: Iterable[Event]) -> str:
         """Add ``events`` up to ``[DONE]``; return their visible text (content and reasoning), with
         surrogates repaired across calls."""
-        new = [self._held]
+        text, self._held = self._held, ""
         for name, data in events:
-            new.append(self.add(name, data))
+            text += self.add(name, data)
             if self.done:
                 break
-        text = "".join(new)
-        self._held = ""
-        if text and not self.done and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
+        if text and not self.done and "\ud800" <= text[-1] <= "\udbff":
             text, self._held = text[:-1], text[-1]
         return str(repaired(text))
 
@@ -117,7 +114,9 @@ class Assembly:
         if "error" in chunk and "choices" not in chunk:
             raise UpstreamEvent(data)
         self.chunks += 1
-        self._top.update((key, value) for key, value in chunk.items() if value is not None)
+        for key, value in chunk.items():
+            if value is not None:  # a later null does not erase a value
+                self._top[key] = value
         if "usage" in chunk:
             self._take_usage(chunk["usage"])
         choices = chunk.get("choices")
