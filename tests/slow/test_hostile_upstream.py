@@ -225,3 +225,17 @@ def test_a_dead_first_address_falls_through_to_the_next_promptly(loop: str) -> N
     assert report["dead_first"], report  # the set-up held: the first address dropped the SYN
     assert report["answer"] == "live", report
     assert report["seconds"] < 5.0, report  # the connect timeout is 20 s
+
+
+# --- a certificate setting that cannot work is one error that says what to fix ----------------------
+
+
+async def test_an_unreadable_ssl_cert_file_fails_each_call_with_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
+    settings = Settings(api_token=TOKEN, max_retries=0)
+    async with make_http_client(settings) as http:  # built without raising
+        with pytest.raises(GrokError) as caught:
+            await GrokClient(http, settings).complete(GrokRequest.of({"messages": HELLO}))
+    assert "SSL_CERT_FILE" in str(caught.value) and TOKEN not in str(caught.value)
