@@ -23,13 +23,9 @@ from typing import Any
 
 import httpx
 
-try:
-    from grok_chat_mcp.upstream.assembly import Assembly
-
-    from grok_chat_mcp.upstream.body import decoded
-    from grok_chat_mcp.upstream.sse import EventStream
-except ImportError:  # before h-upstream: the decoder and the assembler in one class
-    from grok_chat_mcp.upstream.sse import CompletionStream
+from grok_chat_mcp.upstream.assembly import Assembly
+from grok_chat_mcp.upstream.body import decoded
+from grok_chat_mcp.upstream.sse import EventStream
 
 Run = Callable[[list[bytes]], Coroutine[Any, Any, int]]
 WORDS = ("The", " answer", " is", " forty", "-two", ",", " as", " computed", " by", " Deep", " Thought", ".")
@@ -93,14 +89,6 @@ async def floor(pieces: list[bytes]) -> int:
 
 async def ours(pieces: list[bytes]) -> int:
     """``upstream/client.py``'s read loop, without the progress relay."""
-    if "Assembly" not in globals():
-        stream = CompletionStream()
-        async for piece in response(pieces).aiter_raw():
-            stream.feed(piece)
-            if stream.done:
-                break
-        stream.close()
-        return len(stream.result()["choices"][0]["message"]["content"])
     events, assembly = EventStream(), Assembly()
     async for piece in decoded(response(pieces)):
         assembly.take(events.feed(piece))

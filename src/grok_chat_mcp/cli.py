@@ -262,20 +262,38 @@ def check(settings: Settings, *, live: bool = False) -> int:
 
 
 def _store_problem(url: str) -> str | None:
-    """Why an SQLite store cannot be opened, as the server would say it at start-up; None if it can."""
-    if not url.lower().startswith("sqlite:"):
-        return None  # memory and off need nothing; Redis is reached only when a call needs it
+    """Why the store cannot be used, as a call would find it; None if it can (memory and off
+    always can). SQLite is opened; Redis is asked for a conversation that does not exist."""
+    if url.lower() in ("memory", "off"):
+        return None
     import anyio
 
-    from grok_chat_mcp.store import MEMORY_FALLBACK, open_store
+    from grok_chat_mcp.store import MEMORY_FALLBACK, StoreError, UnknownConversation, open_store
 
     try:
         store = open_store(url)
     except ValueError as exc:
         return f"{exc}; {MEMORY_FALLBACK}"
-    if store is not None:
-        anyio.run(store.aclose)
-    return None
+    if store is None:
+        return None
+
+    async def probe() -> str | None:
+        try:
+            with anyio.fail_after(5):
+                await store.get("--check", "conv_probe--check")
+        except UnknownConversation:
+            return None  # it answered
+        except (StoreError, TimeoutError) as exc:
+            why = str(exc.__cause__ or exc) or "no answer in 5 s"
+            return (
+                f"the conversation store {_without_password(url)} is unreachable ({why}); calls are "
+                "still answered, but conversations are not remembered"
+            )
+        finally:
+            await store.aclose()
+        return None
+
+    return anyio.run(probe)
 
 
 def budget_status(settings: Settings) -> str:
