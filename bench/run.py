@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import felt  # noqa: E402, I001 - bench/ on the path first
-from felt import Samples, Variant, add, rotated  # noqa: E402
+from felt import HEADLINE, Samples, Variant, add, rotated  # noqa: E402
 from standin.upstream import Upstream  # noqa: E402
 
 TOKEN = "bench-token-0000"
@@ -338,8 +339,24 @@ def merge(results: Samples, more: Samples) -> None:
         results.setdefault(label, {}).update(figures)
 
 
+SECTIONS = ("stdio", "start-up", "streams", "slow", "http", "clients", "instructions")
+
+
+@contextlib.contextmanager
+def step(label: str) -> Iterator[None]:
+    """Says on stderr what runs and how long it took."""
+    started = time.monotonic()
+    print(f"{label} ...", file=sys.stderr, end=" ", flush=True)
+    yield
+    print(f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
 async def what_users_feel(
-    groups: dict[str, list[Variant]], env: dict[str, str], results: Samples, reps: dict[str, Any]
+    groups: dict[str, list[Variant]],
+    env: dict[str, str],
+    results: Samples,
+    reps: dict[str, Any],
+    only: set[str],
 ) -> None:
     """Issue 23's figures (bench/felt.py): long streams, many slow calls and throughput over HTTP,
     round trips through real clients. Merged into ``results``."""
@@ -349,37 +366,36 @@ async def what_users_feel(
         plan += [("legacy", 100, 2), ("modern", 100, 2)]
     else:
         plan = [("legacy", 10, 1), ("modern", 10, 1)]
-    steps: list[tuple[str, Callable[[], Awaitable[Samples]]]] = [
+    served, quick = groups["served"], reps["slow calls"] < 300
+    steps: list[tuple[str, str, Callable[[], Awaitable[Samples]]]] = [
+        ("streams", "stream relay in-process", lambda: felt.relay_in_process(reps["relay"], chunks, quick)),
         (
-            "stream relay in-process",
-            lambda: felt.relay_in_process(reps["relay"], chunks, reps["slow calls"] < 300),
-        ),
-        (
+            "streams",
             "10k-chunk streams over stdio",
-            lambda: felt.relay_end_to_end(groups["served"], env, Peer.start, reps["streams"], chunks),
+            lambda: felt.relay_end_to_end(served, env, Peer.start, reps["streams"], chunks),
         ),
         (
+            "slow",
             f"{reps['slow calls']} slow calls over HTTP",
-            lambda: felt.slow_calls(
-                groups["served"], env, reps["slow reps"], reps["slow calls"], reps["slow chunks"]
-            ),
+            lambda: felt.slow_calls(served, env, reps["slow reps"], reps["slow calls"], reps["slow chunks"]),
         ),
         (
+            "http",
             "HTTP throughput",
-            lambda: felt.throughput(groups["served"], env, reps["http reps"], reps["http seconds"], plan),
+            lambda: felt.throughput(served, env, reps["http reps"], reps["http seconds"], plan),
         ),
         (
+            "clients",
             "per call through real clients",
             lambda: felt.real_clients(
                 groups["started"], env, reps["client rounds"], reps["client calls"], reps["client large"]
             ),
         ),
     ]
-    for label, step in steps:
-        started = time.monotonic()
-        print(f"{label} ...", file=sys.stderr, end=" ", flush=True)
-        merge(results, await step())
-        print(f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+    for section, label, run in steps:
+        if section in only:
+            with step(label):
+                merge(results, await run())
 
 
 def ensure_incumbent() -> list[str] | None:
@@ -453,7 +469,6 @@ def guards(slow_calls: int) -> dict[str, Guard]:
 
 
 COLUMNS = ["direct httpx", "floor server", "grok-chat-mcp", "mcp-grok"]
-HEADLINE = "asyncio"  # the default install, the default store
 
 
 def cells(results: Samples, figure: str, setup: str) -> tuple[list[str], dict[str, float]] | None:
@@ -547,7 +562,8 @@ def versions() -> str:
 
 def variants(loops: list[str], incumbent: list[str] | None, memory: bool) -> dict[str, list[Variant]]:
     """Which servers each section measures. ``served``: the floor and ours on each loop (ours also
-    with the memory store, where asked); ``started``: the floor and ours on each loop, and mcp-grok."""
+    with the memory store, where asked); ``started``: the floor and ours on each loop, and mcp-grok;
+    instructions (callgrind, minutes a session): the default install only."""
     pairs = [Variant(server, loop) for loop in loops for server in ("floor server", "grok-chat-mcp")]
     served = pairs + ([Variant("grok-chat-mcp", HEADLINE, "memory")] if memory else [])
     others = [Variant("mcp-grok", HEADLINE, incumbent=tuple(incumbent))] if incumbent else []
@@ -556,6 +572,7 @@ def variants(loops: list[str], incumbent: list[str] | None, memory: bool) -> dic
         "served": served,
         "started": pairs + others,
         "stdio": served + others,
+        "start-up instructions": headline_pair,
         "per call instructions": headline_pair + [v for v in served if v.store != "default"],
     }
 
@@ -568,6 +585,11 @@ async def main() -> None:
     parser.add_argument("--no-incumbent", action="store_true", help="skip AceDataCloud's mcp-grok")
     parser.add_argument(
         "--loops", default="asyncio,uvloop", help="event loops, comma-separated (default: asyncio,uvloop)"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"sections, comma-separated (default: all of {','.join(SECTIONS)})",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
@@ -589,8 +611,9 @@ async def main() -> None:
     if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
         print("uvloop is not installed here: asyncio only", file=sys.stderr)
         loops.remove("uvloop")
+    only = set(args.only.split(",")) & set(SECTIONS)
     incumbent = None
-    if not (args.quick or args.no_incumbent):
+    if not (args.quick or args.no_incumbent) and only & {"stdio", "start-up", "clients"}:
         incumbent = ensure_incumbent()
     groups = variants(loops, incumbent, memory=not args.quick)
     checks = guards(int(felt_reps["slow calls"]))
@@ -607,21 +630,24 @@ async def main() -> None:
             "LOG_LEVEL": "WARNING",
             "GROK_MAX_RETRIES": "0",
         }
-        results[f"direct httpx [{HEADLINE}]"] = await bench_direct(base, reps)
-        print("per call and large responses, in turn ...", file=sys.stderr)
-        merge(results, await in_turn(groups["stdio"], env, reps))
-        print("under load, in turn ...", file=sys.stderr)
-        merge(results, await under_load(groups["stdio"], env, upstream, reps))
-        print("cold starts ...", file=sys.stderr)
-        merge(results, await cold_starts(groups["started"], env, reps["cold"]))
+        if "stdio" in only:
+            with step("per call and large responses, in turn"):
+                results[f"direct httpx [{HEADLINE}]"] = await bench_direct(base, reps)
+                merge(results, await in_turn(groups["stdio"], env, reps))
+            with step("under load, in turn"):
+                merge(results, await under_load(groups["stdio"], env, upstream, reps))
+        if "start-up" in only:
+            with step("cold starts"):
+                merge(results, await cold_starts(groups["started"], env, reps["cold"]))
         # A quick run takes what users feel on the default install only: under a minute on 2 cores.
-        await what_users_feel(
-            variants([HEADLINE], None, False) if args.quick else groups, env, results, felt_reps
-        )
-        if not args.quick:
-            print("instructions (valgrind) ...", file=sys.stderr)
-            pairs = [v for v in groups["started"] if v.server != "mcp-grok"]
-            merge(results, await instructions(pairs, groups["per call instructions"], env))
+        felt_groups = variants([HEADLINE], None, False) if args.quick else groups
+        await what_users_feel(felt_groups, env, results, felt_reps, only)
+        if not args.quick and "instructions" in only:
+            with step("instructions (valgrind)"):
+                merge(
+                    results,
+                    await instructions(groups["start-up instructions"], groups["per call instructions"], env),
+                )
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
