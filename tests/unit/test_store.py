@@ -32,7 +32,7 @@ from grok_chat_mcp.store import (
     open_store,
     owner_of,
 )
-from grok_chat_mcp.store._base import ABANDONED, json_size
+from grok_chat_mcp.store._base import ABANDONED, Damaged, json_size
 from grok_chat_mcp.store.memory import MemoryStore
 from grok_chat_mcp.store.redis import RedisStore
 from grok_chat_mcp.store.sqlite import SQLiteStore
@@ -720,3 +720,117 @@ async def test_redis_byte_accounting_stays_exact(redis_url: str) -> None:
     finally:
         await store.aclose()
         await raw.aclose()
+
+
+# A damaged store: an error that names the store and says what to do, never a crash.
+
+
+def sqlite_row(path: Path, cid: str, column: str, value: object) -> None:
+    """Overwrite one column of one conversation's row behind the store's back."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"UPDATE conversations SET {column} = ? WHERE id = ?", (value, cid))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "detail"),
+    [
+        ("messages", '[{"role": "us', "its JSON does not parse"),
+        ("messages", '{"role": "user"}', "a column holds a value of the wrong type"),
+        ("answer", "[1, 2]", "a column holds a value of the wrong type"),
+        ("messages_bytes", "many", "a column holds a value of the wrong type"),
+        ("started_at", "soon", "a column holds a value of the wrong type"),
+    ],
+)
+async def test_sqlite_damaged_row_is_a_store_error_naming_the_file(
+    tmp_path: Path, column: str, value: object, detail: str
+) -> None:
+    path = tmp_path / "conversations.db"
+    store = SQLiteStore(path, clock=Clock())
+    try:
+        cid = await turn(store, None, "hi")
+        other = await turn(store, None, "untouched")
+        sqlite_row(path, cid, column, value)
+        for attempt in (store.get(ALICE, cid), store.begin(ALICE, cid, [user("again")])):
+            with pytest.raises(Damaged) as refused:
+                await attempt
+            text = str(refused.value)
+            assert isinstance(refused.value, StoreError) and "\n" not in text
+            assert f"conversation {cid} in the conversation store {path} is damaged ({detail})" in text
+            assert "send the full history in messages without conversation_id" in text
+        assert (await store.get(ALICE, other)).answer == answer("re: untouched")  # the rest still works
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_corrupt_file_is_a_store_error_saying_to_move_it_aside(tmp_path: Path) -> None:
+    path = tmp_path / "conversations.db"
+    store = SQLiteStore(path, clock=Clock())
+    cid = await turn(store, None, "x" * 5000)
+    await store.aclose()  # checkpoints the WAL into the file
+    with path.open("r+b") as file:
+        file.seek(4096)  # page 2: the conversations table
+        file.write(b"\xff" * 200)
+    store = SQLiteStore(path, clock=Clock())
+    try:
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        assert str(refused.value) == (
+            f"the conversation store {path} is damaged (database disk image is malformed); stop the server "
+            "and move that file aside (the server creates a new one when it starts), then send the full "
+            "history in messages without conversation_id"
+        )
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "detail"),
+    [
+        ("messages", "not json", "its JSON does not parse"),
+        ("messages", '{"a": 1}', "its JSON is not what was stored"),
+        ("answer", '"text"', "its JSON is not what was stored"),
+        ("chars", "many", "a field is not a number"),
+    ],
+)
+async def test_redis_damaged_value_is_a_store_error_naming_the_store(
+    redis_url: str, field: str, value: str, detail: str
+) -> None:
+    store = RedisStore.from_url(f"{redis_url}", prefix="damage-test:")
+    raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        cid = await turn(store, None, "hi")
+        await raw.hset(f"damage-test:c:{cid}", field, value)
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        text = str(refused.value)
+        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        where = f"redis 127.0.0.1:{port} db 0 keys damage-test:*"
+        assert text.startswith(f"conversation {cid} in the conversation store {where} is damaged ({detail})")
+        if field == "messages":
+            with pytest.raises(Damaged):
+                await store.begin(ALICE, cid, [user("again")])
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+async def test_redis_field_the_scripts_cannot_read_is_a_store_error(redis_url: str) -> None:
+    store = RedisStore.from_url(f"{redis_url}", prefix="damage-test:")
+    raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        cid = await turn(store, None, "hi")
+        await raw.hset(f"damage-test:c:{cid}", "updated", "yesterday")
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        assert str(refused.value).startswith(
+            f"the conversation store {store.where} holds a conversation this server did not write (a field "
+            "is not a number); delete the keys damage-test:* to start afresh"
+        )
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+def test_redis_store_is_named_without_its_credentials() -> None:
+    store = RedisStore.from_url("redis://someone:hunter2-secret@cache.internal:6380/3")
+    assert store.where == "redis cache.internal:6380 db 3 keys grok-chat-mcp:{conversations}:*"

@@ -107,6 +107,28 @@ class Unavailable(StoreError):
         )
 
 
+class Damaged(StoreError):
+    """Stored data that cannot be read (a corrupt file or record); the message says where and what to do."""
+
+
+def damaged_store(where: str, detail: str) -> Damaged:
+    """The whole store cannot be read (a corrupt or foreign file)."""
+    return Damaged(
+        f"the conversation store {where} is damaged ({detail}); stop the server and move that file aside "
+        "(the server creates a new one when it starts), then send the full history in messages without "
+        "conversation_id"
+    )
+
+
+def damaged_record(where: str, conversation_id: str, detail: str) -> Damaged:
+    """One conversation's record cannot be read; the rest of the store can."""
+    return Damaged(
+        f"conversation {conversation_id} in the conversation store {where} is damaged ({detail}); send the "
+        "full history in messages without conversation_id to start a new conversation (the damaged record "
+        "expires like any other)"
+    )
+
+
 def too_large(conversation_id: str | None, size: int, limit: int) -> LimitExceeded:
     if conversation_id is None:
         return LimitExceeded(

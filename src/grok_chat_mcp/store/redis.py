@@ -14,10 +14,12 @@ import redis.exceptions
 from grok_chat_mcp.store._base import (
     Busy,
     Conversation,
+    Damaged,
     Limits,
     Record,
     Unavailable,
     UnknownConversation,
+    damaged_record,
     dumps,
     json_size,
     new_id,
@@ -197,6 +199,22 @@ return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'chars
 """
 
 
+def _where(client: redis.asyncio.Redis, prefix: str) -> str:
+    """The store as errors name it: server, database and key prefix, never credentials."""
+    options: dict[str, Any] = client.connection_pool.connection_kwargs
+    server = options.get("path") or f"{options.get('host', '?')}:{options.get('port', '?')}"
+    return f"redis {server} db {options.get('db', 0)} keys {prefix}*"
+
+
+def damaged_keys(where: str, prefix: str) -> Damaged:
+    """A conversation's fields are not what the scripts write (a field that should be a number)."""
+    return Damaged(
+        f"the conversation store {where} holds a conversation this server did not write (a field is not a "
+        f"number); delete the keys {prefix}* to start afresh, then send the full history in messages "
+        "without conversation_id"
+    )
+
+
 class RedisStore:
     """A :class:`~grok_chat_mcp.store.Store` in Redis, for several replicas.
 
@@ -216,6 +234,7 @@ class RedisStore:
         poll_interval: float = 1.0,
     ) -> None:
         self._redis = client
+        self.where = _where(client, prefix)
         self._limits = limits or Limits()
         self._clock = clock
         self._prefix = prefix
@@ -260,6 +279,10 @@ class RedisStore:
         )
         try:
             return await self._scripts[name](keys=[self._prefix + "index"], args=[*common, *args])
+        except redis.exceptions.ResponseError as exc:
+            if "user_script" in str(exc) and "attempt to" in str(exc):  # a Lua type error: a damaged field
+                raise damaged_keys(self.where, self._prefix) from exc
+            raise Unavailable(exc) from exc
         except redis.exceptions.RedisError as exc:
             raise Unavailable(exc) from exc
 
@@ -282,7 +305,7 @@ class RedisStore:
             )
         if status == "full":
             raise store_full(int(result[1]))
-        stored: list[dict[str, Any]] = json.loads(result[1])
+        stored: list[dict[str, Any]] = self._decoded(cid, result[1], list)
         return cid, [*stored, *new_messages]
 
     async def progress(self, conversation_id: str, chars: int) -> None:
@@ -308,19 +331,34 @@ class RedisStore:
         if not fields:
             raise UnknownConversation(conversation_id)
         messages, mbytes, running, started, chars, answer, error, updated = fields
-        record = Record(
-            id=conversation_id,
-            owner=owner,
-            messages=json.loads(messages),
-            messages_bytes=int(mbytes),
-            running=running == "1",
-            started_at=float(started) if started is not None else None,
-            chars=int(chars or 0),
-            answer=json.loads(answer) if answer is not None else None,
-            error=error,
-            updated_at=float(updated),
-        )
+        try:
+            record = Record(
+                id=conversation_id,
+                owner=owner,
+                messages=self._decoded(conversation_id, messages, list),
+                messages_bytes=int(mbytes),
+                running=running == "1",
+                started_at=float(started) if started is not None else None,
+                chars=int(chars or 0),
+                answer=self._decoded(conversation_id, answer, dict) if answer is not None else None,
+                error=error,
+                updated_at=float(updated),
+            )
+        except (ValueError, TypeError) as exc:  # a number field that is not one, or missing
+            raise damaged_record(self.where, conversation_id, "a field is not a number") from exc
         return record.view(self._clock(), self._limits)
+
+    def _decoded(self, conversation_id: str, text: Any, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
+        """Stored JSON text as a ``kind``; :class:`Damaged` if it is not what this store writes."""
+        try:
+            value = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise damaged_record(self.where, conversation_id, "its JSON does not parse") from exc
+        if not isinstance(value, kind) or (
+            isinstance(value, list) and not all(isinstance(m, dict) for m in value)
+        ):
+            raise damaged_record(self.where, conversation_id, "its JSON is not what was stored")
+        return value
 
     async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
         conversation = await self.get(owner, conversation_id)
@@ -346,11 +384,12 @@ class RedisStore:
         running, started = await self._redis.hmget(
             self._prefix + "c:" + conversation_id, ["running", "started"]
         )
-        return bool(
-            running == "1"
-            and started is not None
-            and self._clock() - float(started) <= self._limits.running_timeout
-        )
+        if running != "1" or started is None:
+            return False
+        try:
+            return self._clock() - float(started) <= self._limits.running_timeout
+        except ValueError as exc:
+            raise damaged_record(self.where, conversation_id, "its start time is not a number") from exc
 
     async def aclose(self) -> None:
         await self._redis.aclose()
