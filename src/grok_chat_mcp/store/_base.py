@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -171,8 +171,39 @@ def json_size(value: Any) -> int:
     return len(pydantic_core.to_json(value))
 
 
+#: What one JSON value (an object key counts as one) costs in memory beyond its JSON bytes, at most:
+#: a Python object's header and its slot in the container (docs/conversations-store.md, measured).
+VALUE_BYTES = 128
+
+
+def held_size(value: Any) -> int:
+    """Bytes ``value`` counts against the store's limits: its JSON bytes plus :data:`VALUE_BYTES` for
+    each value it holds, so that many small values count for the memory they take, not their text."""
+    return json_size(value) + VALUE_BYTES * inner_values(value)
+
+
+def inner_values(value: Any) -> int:
+    """JSON values inside ``value``, object keys included, ``value`` itself not (so the counts of two
+    arrays add up to the count of the array joining them)."""
+    count = 0
+    stack = [value] if type(value) is dict or type(value) is list else []
+    while stack:  # exact types, and only containers pushed: three times faster than isinstance on each
+        item = stack.pop()
+        if type(item) is dict:
+            count += 2 * len(item)
+            children: Iterable[Any] = item.values()
+        else:
+            count += len(item)
+            children = item
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append(child)
+    return count
+
+
 def joined_size(a: int, b: int) -> int:
-    """Bytes of the JSON array joining two JSON arrays of ``a`` and ``b`` bytes."""
+    """Size of the JSON array joining two JSON arrays of sizes ``a`` and ``b`` (bytes, or
+    :func:`held_size`: an empty array is 2 either way)."""
     if a <= 2:
         return b
     if b <= 2:
@@ -254,13 +285,13 @@ class Record:
     id: str
     owner: str
     messages: list[dict[str, Any]] = field(default_factory=list)
-    #: Bytes of ``messages`` as JSON.
+    #: :func:`held_size` of ``messages``.
     messages_bytes: int = 2
     running: bool = False
     started_at: float | None = None
     chars: int = 0
     answer: dict[str, Any] | None = None
-    #: Bytes of ``answer`` as JSON (0 when there is none).
+    #: :func:`held_size` of ``answer`` (0 when there is none).
     answer_bytes: int = 0
     error: str | None = None
     updated_at: float = 0.0
@@ -281,7 +312,7 @@ class Record:
 
     def start(self, new_messages: list[dict[str, Any]], now: float, limits: Limits) -> list[dict[str, Any]]:
         """Check and mark the start of a call; the history to send."""
-        size = joined_size(self.messages_bytes, json_size(new_messages))
+        size = joined_size(self.messages_bytes, held_size(new_messages))
         if size > limits.max_conversation_bytes:
             raise too_large(self.id if self.messages else None, size, limits.max_conversation_bytes)
         self.running, self.started_at, self.chars = True, now, 0
@@ -294,8 +325,8 @@ class Record:
     ) -> None:
         added = [*new_messages, reply]
         self.messages = [*self.messages, *added]
-        self.messages_bytes = joined_size(self.messages_bytes, json_size(added))
-        self.answer, self.answer_bytes = answer, json_size(answer)
+        self.messages_bytes = joined_size(self.messages_bytes, held_size(added))
+        self.answer, self.answer_bytes = answer, held_size(answer)
         self.error, self.running, self.updated_at = None, False, now
 
     def failed(self, error: str, now: float) -> None:

@@ -12,6 +12,7 @@ import redis.asyncio
 import redis.exceptions
 
 from grok_chat_mcp.store._base import (
+    VALUE_BYTES,
     Busy,
     Conversation,
     Damaged,
@@ -21,7 +22,8 @@ from grok_chat_mcp.store._base import (
     UnknownConversation,
     damaged_record,
     dumps,
-    json_size,
+    held_size,
+    inner_values,
     new_id,
     store_full,
     too_large,
@@ -108,7 +110,7 @@ local function make_room(count, size, keep)
 end
 """
 
-# ARGV[9] id, [10] owner, [11] bytes of the new messages, [12] '1' for a new conversation.
+# ARGV[9] id, [10] owner, [11] held_size of the new messages, [12] '1' for a new conversation.
 _BEGIN = """
 local id, owner, new_bytes = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local k = ckey(id)
@@ -141,9 +143,10 @@ touch(id)
 return {'ok', redis.call('HGET', k, 'messages')}
 """
 
-# ARGV[9] id, [10] JSON array of the turns to append, [11] its bytes, [12] the answer's JSON.
+# ARGV[9] id, [10] JSON array of the turns to append, [11] its size, [12] the answer's JSON, [13] its size.
 _FINISH = """
 local id, added, added_bytes, answer = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12]
+local abytes = tonumber(ARGV[13])
 local k = ckey(id)
 local f = redis.call('HMGET', k, 'running', 'messages', 'mbytes')
 if f[1] ~= '1' then return 0 end
@@ -151,10 +154,10 @@ local mbytes = tonumber(f[3])
 local merged = added
 if mbytes > 2 then merged = string.sub(f[2], 1, -2) .. ',' .. string.sub(added, 2) end
 mbytes = joined(mbytes, added_bytes)
-redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', #answer,
+redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', abytes,
   'running', 0, 'updated', now_s)
 redis.call('HDEL', k, 'error')
-set_size(id, mbytes + #answer)
+set_size(id, mbytes + abytes)
 touch(id)
 make_room(0, 0, id)
 redis.call('PUBLISH', P .. 'done:' .. id, 'done')
@@ -292,7 +295,7 @@ class RedisStore:
         if conversation_id is not None and not valid_id(conversation_id):
             raise UnknownConversation(conversation_id)
         cid = conversation_id or new_id()
-        new_bytes = json_size(new_messages)
+        new_bytes = held_size(new_messages)
         result = await self._call("begin", cid, owner, new_bytes, int(conversation_id is None))
         status = result[0]
         if status == "unknown":
@@ -318,8 +321,11 @@ class RedisStore:
         reply: dict[str, Any],
         answer: dict[str, Any],
     ) -> None:
-        added = dumps([*new_messages, reply])
-        await self._call("finish", conversation_id, added, len(added.encode()), dumps(answer))
+        turns = [*new_messages, reply]
+        added, text = dumps(turns), dumps(answer)
+        added_size = len(added.encode()) + VALUE_BYTES * inner_values(turns)
+        answer_size = len(text.encode()) + VALUE_BYTES * inner_values(answer)
+        await self._call("finish", conversation_id, added, added_size, text, answer_size)
 
     async def fail(self, conversation_id: str, error: str) -> None:
         await self._call("fail", conversation_id, error)
