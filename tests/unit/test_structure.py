@@ -70,7 +70,12 @@ def test_an_over_structured_line_is_answered_before_the_sdk_parses_it() -> None:
     }
     line = compact({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}) + "\n"
     read, write = os.pipe()
-    writer = threading.Thread(target=lambda: (os.write(write, line.encode()), os.close(write)))
+
+    def send() -> None:
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(line.encode())
+
+    writer = threading.Thread(target=send)
     writer.start()
     try:
         handed_on = LineReader(read).readline()
