@@ -8,6 +8,7 @@ refuse one before the SDK parses it (docs/design.md, memory by structure).
 from __future__ import annotations
 
 import re
+from typing import AnyStr
 
 from grok_chat_mcp.contract import MAX_VALUES
 
@@ -21,21 +22,29 @@ MAX_MARKS = 2 * MAX_VALUES + _ENVELOPE
 # so a match never backtracks into a string. Matched from where the last one ended, never inside a
 # string; it fails only at the last mark or at a quote never closed (invalid JSON from there on).
 _MARK = re.compile(r'(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"\[{,]++)*+[\[{,]')
+_MARK_BYTES = re.compile(_MARK.pattern.encode())
 
 
-def too_many_values(text: str, limit: int = MAX_MARKS) -> bool:
-    """Whether ``text`` has more than ``limit`` marks (``[``, ``{``, ``,``) outside its strings.
+def too_many_values(text: str | bytes, limit: int = MAX_MARKS) -> bool:
+    """Whether ``text`` (a line as read, or an HTTP body as received) has more than ``limit`` marks
+    (``[``, ``{``, ``,``) outside its strings.
 
     The marks bound the values a JSON text holds: values <= marks + 1 <= 2 x values + 1. Counting
     every mark, strings included, is fast and settles most texts; only a text over the limit that
     way is scanned string by string, and the scan stops at the limit.
     """
-    if text.count(",") + text.count("[") + text.count("{") <= limit:
+    if isinstance(text, bytes):
+        return _over(text, text.count(b",") + text.count(b"[") + text.count(b"{"), limit, _MARK_BYTES)
+    return _over(text, text.count(",") + text.count("[") + text.count("{"), limit, _MARK)
+
+
+def _over(text: AnyStr, every: int, limit: int, mark: re.Pattern[AnyStr]) -> bool:
+    if every <= limit:
         return False
     position = 0
     for _ in range(limit + 1):
-        match = _MARK.match(text, position)
-        if match is None:
+        found = mark.match(text, position)
+        if found is None:
             return False
-        position = match.end()
+        position = found.end()
     return True
