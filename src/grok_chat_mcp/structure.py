@@ -17,6 +17,11 @@ _ENVELOPE = 1000
 #: ``[``, ``{`` and ``,`` outside strings in one message: twice the values the arguments may hold
 #: (every comma and bracket opens at most one value), so nothing :data:`MAX_VALUES` allows is refused.
 MAX_MARKS = 2 * MAX_VALUES + _ENVELOPE
+#: Why a message is refused, after "message ".
+TOO_MANY_VALUES = (
+    f"with more than {MAX_MARKS:,} brackets and commas (a call's arguments may hold {MAX_VALUES:,} "
+    "JSON values)"
+)
 
 # Everything up to and including the next mark outside a string, strings skipped whole; possessive,
 # so a match never backtracks into a string. Matched from where the last one ended, never inside a

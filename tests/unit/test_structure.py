@@ -91,5 +91,6 @@ def test_an_over_structured_line_is_answered_before_the_sdk_parses_it() -> None:
     assert reply is not None and reply.id == 7
     assert reply.error.code == -32700
     assert reply.error.message == (
-        f"Parse error: message with more than {MAX_MARKS:,} brackets and commas (too many JSON values)"
+        f"Parse error: message with more than {MAX_MARKS:,} brackets and commas (a call's arguments may "
+        f"hold {MAX_VALUES:,} JSON values)"
     )

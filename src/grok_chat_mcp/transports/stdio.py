@@ -32,7 +32,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from grok_chat_mcp.structure import MAX_MARKS, too_many_values
+from grok_chat_mcp.structure import TOO_MANY_VALUES, too_many_values
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class LineReader:
             self.stop()
             return ""
         if too_many_values(line):  # refused before the SDK parses it: docs/design.md, memory by structure
-            return _refusal(line, f"with more than {MAX_MARKS:,} brackets and commas (too many JSON values)")
+            return _refusal(line, TOO_MANY_VALUES)
         return line
 
     def _next(self) -> str:
