@@ -161,7 +161,7 @@ async def test_sqlite_keeps_conversations_across_restarts(stand_in: Upstream, tm
 async def test_a_conversation_past_its_size_limit_is_refused(
     stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("grok_chat_mcp.server.CONVERSATION_BYTES", 2000)
+    monkeypatch.setattr("grok_chat_mcp.server.CONVERSATION_BYTES", 3000)
     async with connected(settings_for(stand_in, "memory")) as client:
         big = [{"role": "user", "content": "x" * 1500}]
         conversation_id = (await client.call_tool(NAME, {"messages": big})).structured_content[

@@ -23,6 +23,8 @@ from grok_chat_mcp.store._base import (
     Signals,
     Unavailable,
     UnknownConversation,
+    damaged_record,
+    damaged_store,
     dumps,
     new_id,
     store_full,
@@ -64,21 +66,48 @@ _MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
 # not running, or a lease that its call stopped renewing.
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: tuple[Any, ...], where: str) -> Record:
+    """A row as a record; :class:`Damaged` if it is not what :meth:`SQLiteStore._save` writes."""
+    try:
+        messages = json.loads(row[2])
+        answer = json.loads(row[8]) if row[8] is not None else None
+    except (ValueError, TypeError) as exc:  # TypeError: a number where JSON text was written
+        raise damaged_record(where, row[0], "its JSON does not parse") from exc
+    if not (_well_typed(row) and _objects(messages) and (answer is None or isinstance(answer, dict))):
+        raise damaged_record(where, row[0], "a column holds a value of the wrong type")
     return Record(
         id=row[0],
         owner=row[1],
-        messages=json.loads(row[2]),
+        messages=messages,
         messages_bytes=row[3],
         running=bool(row[4]),
         started_at=row[5],
         lease_until=row[6],
         chars=row[7],
-        answer=json.loads(row[8]) if row[8] is not None else None,
+        answer=answer,
         answer_bytes=row[9],
         error=row[10],
         updated_at=row[11],
     )
+
+
+def _well_typed(row: tuple[Any, ...]) -> bool:
+    owner, error, started, lease, updated = row[1], row[10], row[5], row[6], row[11]
+    return (
+        isinstance(owner, str)
+        and all(type(row[i]) is int for i in (3, 4, 7, 9))
+        and all(value is None or isinstance(value, int | float) for value in (started, lease))
+        and isinstance(updated, int | float)
+        and (error is None or isinstance(error, str))
+    )
+
+
+def _objects(messages: Any) -> bool:
+    return isinstance(messages, list) and all(isinstance(message, dict) for message in messages)
+
+
+#: SQLite's verdicts on a file that is not a sound database (extended codes start with these).
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class SQLiteStore:
@@ -133,6 +162,8 @@ class SQLiteStore:
         try:
             return await anyio.to_thread.run_sync(partial(self._transaction, fn))
         except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorname", None) or "").startswith(_DAMAGE):
+                raise damaged_store(str(self.path), str(exc)) from exc
             raise Unavailable(exc) from exc
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -155,7 +186,7 @@ class SQLiteStore:
             "answer_bytes, error, updated_at FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
-        return _record(row) if row is not None else None
+        return _record(row, str(self.path)) if row is not None else None
 
     def _save(self, db: sqlite3.Connection, r: Record) -> None:
         db.execute(
