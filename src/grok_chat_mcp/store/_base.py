@@ -27,9 +27,9 @@ class Limits:
     #: Beyond this, the least recently used conversation is evicted.
     max_conversations: int = 1000
     #: JSON size of one conversation's messages; a call whose history would pass it is refused.
-    max_conversation_bytes: int = 4 * MiB
+    max_conversation_bytes: int = 64 * MiB
     #: Everything stored (messages, answers, errors); least recently used conversations are evicted.
-    max_total_bytes: int = 256 * MiB
+    max_total_bytes: int = 512 * MiB
     #: Idle time to live, in seconds.
     ttl: float = 24 * 3600.0
     #: Seconds a running call's lease lasts; the call renews it while it runs (``Store.progress``),
