@@ -193,7 +193,7 @@ def inner_values(value: Any) -> int:
     arrays add up to the count of the array joining them)."""
     count = 0
     stack = [value] if type(value) is dict or type(value) is list else []
-    while stack:  # exact types, and only containers pushed: three times faster than isinstance on each
+    while stack:  # exact types, and only containers pushed (docs/conversations-store.md)
         item = stack.pop()
         if type(item) is dict:
             count += 2 * len(item)
