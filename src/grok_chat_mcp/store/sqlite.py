@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -31,6 +28,7 @@ from grok_chat_mcp.store._base import (
     valid_id,
     wait_polling,
 )
+from grok_chat_mcp.store.sqlite_file import SQLiteFile
 
 T = TypeVar("T")
 
@@ -133,52 +131,31 @@ class SQLiteStore:
         self._limits = limits or Limits()
         self._clock = clock
         self._poll = poll_interval
-        self._lock = threading.Lock()
         self._signals = Signals()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        if self.path.stat().st_mode & 0o077:
-            os.chmod(self.path, 0o600)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._file = SQLiteFile(path, self.busy_timeout)
+        self.path = self._file.path
+        db = self._file.db
+        assert db is not None
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            self._db.close()
+            db.close()
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than {SCHEMA_VERSION}: a newer release wrote it"
             )
         for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-            self._db.execute(_MIGRATIONS[step])
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(_MIGRATIONS[step])
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # The transactions, each run in a worker thread.
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+            return await self._file.run(fn)
         except sqlite3.Error as exc:
             if (getattr(exc, "sqlite_errorname", None) or "").startswith(_DAMAGE):
                 raise damaged_store(str(self.path), str(exc)) from exc
             raise Unavailable(exc) from exc
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._db is None:
-                raise RuntimeError("the conversation store is closed")
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
 
     def _load(self, db: sqlite3.Connection, conversation_id: str) -> Record | None:
         row = db.execute(
@@ -360,11 +337,5 @@ class SQLiteStore:
         return await self._run(spend)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
         self._signals.fire_all()
-        await anyio.to_thread.run_sync(close)
+        await self._file.aclose()
