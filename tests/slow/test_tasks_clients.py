@@ -55,8 +55,9 @@ PROMPT_MARK = "\u276f"
 #: A key Claude Code is told to accept without asking (its last 20 characters).
 API_KEY = "sk-ant-scripted-key-0123456789abcdefghij"
 
+TS_READY = NODE is not None and (MODULES / "@modelcontextprotocol" / "ext-tasks").exists()
 needs_ts = pytest.mark.skipif(
-    NODE is None or not (MODULES / "@modelcontextprotocol" / "ext-tasks").exists(),
+    not TS_READY,
     reason="needs node and @modelcontextprotocol/ext-tasks in .ci (CI installs them)",
 )
 needs_claude_ui = pytest.mark.skipif(
@@ -229,21 +230,41 @@ def claude_ui_long_call(transport: str, tmp_path: Path) -> UIRun:
         return UIRun(screen, model, home.debug_log(), len(upstream.requests))
 
 
-# The four long runs, concurrently ---------------------------------------------------------------
+@dataclass
+class PrintRun:
+    done: subprocess.CompletedProcess[str]
+    model: MessagesAPI
+
+
+def claude_print_collects(tmp_path: Path) -> PrintRun:
+    """``claude -p`` asks for a call that returns ``running`` after 1 s; its model collects it."""
+    assert CLAUDE is not None
+    with Upstream() as upstream, MessagesAPI(collect=True) as model:
+        home = ClaudeHome(tmp_path, model, stdio_entry(upstream.url("slow4000"), GROK_RETURN_AFTER="1"))
+        done = subprocess.run(
+            [CLAUDE, "-p", PROMPT, *home.arguments()], capture_output=True, text=True,
+            env=home.environment(), cwd=home.project, timeout=120, check=False,
+        )  # fmt: skip
+    return PrintRun(done, model)
+
+
+# The runs, concurrently --------------------------------------------------------------------------
 
 RUNS: dict[str, Callable[[Path], Any]] = {
     "ts-stdio": lambda path: ts_requester("stdio", path),
     "ts-http": lambda path: ts_requester("http", path),
     "claude-stdio": lambda path: claude_ui_long_call("stdio", path),
     "claude-http": lambda path: claude_ui_long_call("http", path),
+    "claude-print": claude_print_collects,
 }
 
 
 @pytest.fixture(scope="module")
 def long_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Any]]]:
     """Every long run of this file that can run here, started at once."""
-    wanted = {name for name in RUNS if not (name.startswith("ts") and NODE is None)}
-    wanted -= {name for name in RUNS if name.startswith("claude") and (CLAUDE is None or TMUX is None)}
+    wanted = {name for name in RUNS if TS_READY or not name.startswith("ts")}
+    wanted -= {"claude-stdio", "claude-http"} if CLAUDE is None or TMUX is None else set()
+    wanted -= {"claude-print"} if CLAUDE is None else set()
     with ThreadPoolExecutor(max_workers=len(RUNS)) as pool:
         yield {name: pool.submit(RUNS[name], tmp_path_factory.mktemp(name)) for name in sorted(wanted)}
 
@@ -281,21 +302,14 @@ def test_claude_code_ui_runs_a_long_call_as_a_task(long_runs: dict[str, Future[A
 
 
 @pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (CI installs it)")
-def test_claude_code_print_mode_model_is_told_how_to_collect(tmp_path: Path) -> None:
-    with Upstream() as upstream, MessagesAPI(collect=True) as model:
-        entry = stdio_entry(upstream.url("slow4000"), GROK_RETURN_AFTER="1")
-        home = ClaudeHome(tmp_path, model, entry)
-        assert CLAUDE is not None
-        done = subprocess.run(
-            [CLAUDE, "-p", PROMPT, *home.arguments()], capture_output=True, text=True,
-            env=home.environment(), cwd=home.project, timeout=120, check=False,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    running, *_ = model.tool_results  # what the model saw: structuredContent, as JSON
+def test_claude_code_print_mode_model_is_told_how_to_collect(long_runs: dict[str, Future[Any]]) -> None:
+    run: PrintRun = long_runs["claude-print"].result(timeout=180)
+    assert run.done.returncode == 0, run.done.stderr[-3000:]
+    running, *_ = run.model.tool_results  # what the model saw: structuredContent, as JSON
     shown = json.loads(running)
     assert shown["status"] == "running", running
     conversation = shown["conversation_id"]
     told = [value for value in shown.values() if isinstance(value, str) and conversation in value]
     assert told and "grok_chat_completions" in told[0], running  # the instruction to collect
-    assert model.calls[1] == {"conversation_id": conversation}
-    assert SAYS + "pong" in done.stdout, done.stdout
+    assert run.model.calls[1] == {"conversation_id": conversation}
+    assert SAYS + "pong" in run.done.stdout, run.done.stdout
