@@ -123,7 +123,11 @@ def main(argv: list[str] | None = None) -> None:
 
                 loop = eventloop.choose(settings.event_loop)
                 logger.debug("event loop: %s", loop)
-                server = build_server(settings, policy=CallPolicy(progress_needs_token=True))
+                # A client that closes stdin leaves the calls still running to finish and be stored
+                # (a signal stops them at once): docs/tool.md, "Long calls".
+                server = build_server(
+                    settings, policy=CallPolicy(progress_needs_token=True), drain=settings.call_timeout
+                )
             status = anyio.run(stdio.serve, server, backend_options={"use_uvloop": loop == "uvloop"})
     sys.exit(status)
 

@@ -6,7 +6,7 @@ Every answer is redacted of the tokens in play before it leaves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
@@ -35,13 +35,16 @@ USD_PER_TICK = 1e-10
 
 
 def answer(
-    completion: Mapping[str, Any], request: GrokRequest, conversation_id: str | None
+    completion: Mapping[str, Any],
+    request: GrokRequest,
+    conversation_id: str | None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The structured answer for a completion: the completion, its conversation and the receipt."""
     structured: dict[str, Any] = {"result": completion}
     if conversation_id is not None:
         structured["conversation_id"] = conversation_id
-    notes = [*request.notes, *receipt(completion, request)]
+    notes = [*request.notes, *notes, *receipt(completion, request)]
     if notes:
         structured["notes"] = notes
     return structured
@@ -92,24 +95,26 @@ def success(structured: Mapping[str, Any], secrets: Secrets) -> CallToolResult:
 
 
 def running(conversation_id: str, seconds: float, chars: int) -> CallToolResult:
-    """A call still running: how to collect it."""
+    """A call still running: how to collect it, in the structured content (hosts such as Claude
+    Code and Codex show the model only that) and the same in the text."""
+    instruction = (
+        f"Still running after {seconds:.0f} s ({chars:,} characters received so far); the call goes on "
+        "and its answer is stored. Call grok_chat_completions again with only "
+        f'{{"conversation_id": "{conversation_id}"}} to collect it.'
+    )
     structured = {
         "status": "running",
         "conversation_id": conversation_id,
         "seconds": round(seconds),
         "chars_received": chars,
+        "notes": [instruction],
     }
-    text = (
-        f"Still running after {seconds:.0f} s ({chars:,} characters received so far); the answer is kept. "
-        "Call grok_chat_completions again with only "
-        f'{{"conversation_id": "{conversation_id}"}} to collect it.'
-    )
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+    return CallToolResult(content=[TextContent(type="text", text=instruction)], structured_content=structured)
 
 
 def error(text: str, secrets: Secrets | None = None) -> CallToolResult:
     """A tool error: one text block a person and an agent can act on."""
     if secrets is not None:
         text = secrets.redact(text)
-    logger.info("tool error: %s", text.splitlines()[0] if text else "")
+    logger.info("tool error: %s", text)
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

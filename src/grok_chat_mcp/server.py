@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,11 @@ from mcp_types import (
     PaginatedRequestParams,
 )
 
-from grok_chat_mcp import __version__, tool
-from grok_chat_mcp.calls import Calls
+from grok_chat_mcp import __version__, tasks, tool
+from grok_chat_mcp.calls import Call, Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
+from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.store import Limits, Store, open_store
 
 if TYPE_CHECKING:
@@ -64,7 +66,15 @@ class Upstream:
         import grok_chat_mcp.request  # noqa: F401 - the validation models, loaded here rather than at start-up
         from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 
-        self._http = make_http_client(self._settings, self._transport)
+        try:
+            self._http = make_http_client(self._settings, self._transport)
+        except (OSError, ssl.SSLError) as exc:  # e.g. SSL_CERT_FILE naming a missing or broken file
+            raise GrokError(
+                "Configuration error",
+                f"the HTTPS client could not be set up: {exc}",
+                "Check SSL_CERT_FILE and SSL_CERT_DIR in the server's environment (unset them to use "
+                "the system's certificates), then call again.",
+            ) from None
         return GrokClient(self._http, self._settings)
 
     async def aclose(self) -> None:
@@ -84,12 +94,7 @@ CONVERSATION_BYTES = 64 * 1024 * 1024
 STORE_BYTES = 512 * 1024 * 1024
 
 
-def _open_store(settings: Settings) -> Store | None:
-    limits = Limits(
-        max_conversation_bytes=CONVERSATION_BYTES,
-        max_total_bytes=STORE_BYTES,
-        running_timeout=settings.call_timeout + 60,
-    )
+def _open_store(settings: Settings, limits: Limits) -> Store | None:
     try:
         return open_store(settings.store, limits)
     except ValueError as exc:
@@ -102,22 +107,39 @@ def build_server(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     policy: tool.CallPolicy | None = None,
+    drain: float = 0.0,
 ) -> Server[tool.Services]:
     """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is what the
-    transport decides for each call."""
+    transport decides for each call; ``drain`` is how long a server that stops without a signal
+    (stdin closed, an HTTP shutdown) lets its running calls finish and store their answers."""
     policy = policy or tool.CallPolicy()
     definition = tool.definition(input_schema())
 
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
-        store = _open_store(settings)
-        calls = Calls(store, return_after=settings.return_after, call_timeout=settings.call_timeout)
+        limits = Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+        store = _open_store(settings, limits)
         try:
-            yield tool.Services(upstream, Table(), calls, settings.api_token)
+            async with anyio.create_task_group() as jobs:
+                calls = Calls(
+                    store,
+                    jobs,
+                    limits=limits,
+                    return_after=settings.return_after,
+                    call_timeout=settings.call_timeout,
+                )
+                jobs.start_soon(calls.take_cancels)
+                try:
+                    yield tool.Services(upstream, Table(), calls, settings.api_token)
+                    # Stopping without a signal: the calls still running may finish and be stored
+                    # (a signal cancels this wait).
+                    with anyio.move_on_after(drain):
+                        await calls.drained()
+                finally:
+                    jobs.cancel_scope.cancel()  # the calls still running record that they were cut off
         finally:
             with anyio.CancelScope(shield=True):
-                await calls.aclose()  # the calls still running record that they were cut off
                 if store is not None:
                     await store.aclose()
                 await upstream.aclose()
@@ -129,8 +151,20 @@ def build_server(
 
     async def call_tool(
         ctx: ServerRequestContext[tool.Services], params: CallToolRequestParams
-    ) -> CallToolResult:
+    ) -> CallToolResult | dict[str, Any]:
         return await tool.call(ctx.lifespan_context, policy, ctx, params)
+
+    def task_handler(
+        method: Callable[[Calls, Call, str], Awaitable[dict[str, Any]]],
+    ) -> Callable[[ServerRequestContext[tool.Services], tasks.TaskParams], Awaitable[dict[str, Any]]]:
+        async def handle(
+            ctx: ServerRequestContext[tool.Services], params: tasks.TaskParams
+        ) -> dict[str, Any]:
+            tasks.require_declared(ctx)
+            services = ctx.lifespan_context
+            return await method(services.calls, tool.caller(services, policy, ctx), params.task_id)
+
+        return handle
 
     # The check only compares arguments whose schema declares ``x-mcp-header`` with their headers;
     # a schema that declares none validates nothing, and the SDK walks the whole schema twice per
@@ -153,8 +187,16 @@ def build_server(
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
     )
+    # Registered here rather than as ``on_call_tool``: a call may answer with a task (a mapping).
+    server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
+    server.extensions[tasks.EXTENSION] = {}
+    for name, method in (
+        ("tasks/get", tasks.get),
+        ("tasks/cancel", tasks.cancel),
+        ("tasks/update", tasks.update),
+    ):
+        server.add_request_handler(name, tasks.TaskParams, task_handler(method))
     tracker = policy.tracker
     if tracker is not None:
 

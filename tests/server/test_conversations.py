@@ -25,16 +25,6 @@ from tests.conftest import HELLO, TOKEN, answer, text_of
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'conversations.db'}"
-    url: str = request.getfixturevalue("redis_url")
-    return url.rsplit("/", 1)[0] + f"/{abs(hash(request.node.name)) % 15 + 1}"  # a database per test
-
-
 def settings_for(stand_in: Upstream, store: str, **changes: Any) -> Settings:
     return replace(
         Settings(api_token=TOKEN, base_url=stand_in.url("ok"), max_retries=0, store=store), **changes

@@ -82,7 +82,8 @@ async def test_capabilities_are_exactly_what_the_server_has(mcp: Client) -> None
     capabilities = mcp.server_capabilities
     assert capabilities is not None
     advertised = {k for k, v in capabilities.model_dump(exclude_none=True).items() if v is not None}
-    assert advertised == {"tools"}
+    assert advertised == {"tools", "extensions"}
+    assert capabilities.extensions == {"io.modelcontextprotocol/tasks": {}}
     for method in (mcp.list_prompts, mcp.list_resources, mcp.list_resource_templates):
         with pytest.raises(MCPError) as caught:
             await method()

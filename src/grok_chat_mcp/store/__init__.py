@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 
 from grok_chat_mcp.store._base import (
+    ABANDONED,
+    CANCELLED,
     Busy,
     Conversation,
     LimitExceeded,
@@ -24,6 +26,8 @@ from grok_chat_mcp.store._base import (
 )
 
 __all__ = [
+    "ABANDONED",
+    "CANCELLED",
     "Busy",
     "Conversation",
     "LimitExceeded",

@@ -32,8 +32,9 @@ class Limits:
     max_total_bytes: int = 256 * MiB
     #: Idle time to live, in seconds.
     ttl: float = 24 * 3600.0
-    #: A "running" mark older than this (seconds) is abandoned: the process that set it died.
-    running_timeout: float = 1800.0 + 60.0
+    #: Seconds a running call's lease lasts; the call renews it while it runs (``Store.progress``),
+    #: so a running mark not renewed for this long belongs to a process that died.
+    lease: float = 60.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -41,7 +42,7 @@ class Limits:
             "max_conversation_bytes",
             "max_total_bytes",
             "ttl",
-            "running_timeout",
+            "lease",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
@@ -126,7 +127,12 @@ def store_full(running: int) -> LimitExceeded:
     )
 
 
-ABANDONED = "the call was interrupted before it finished (the server stopped); send the message again"
+ABANDONED = (
+    "the server that ran this call stopped before it finished; nothing was returned and nothing was "
+    "billed for an answer you can see; ask again"
+)
+#: The error kept for a call cancelled by its client (a task then reads ``cancelled``).
+CANCELLED = "The call was cancelled before it finished; send the message again."
 
 
 def human_size(n: int) -> str:
@@ -179,17 +185,17 @@ class Store(Protocol):
     async def begin(
         self, owner: str, conversation_id: str | None, new_messages: list[dict[str, Any]]
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Mark a call running and return its id and the history to send upstream.
+        """Mark a call running (with a lease) and return its id and the stored history.
 
         Atomic: of two begins on one id, one gets :class:`Busy`. ``None`` starts a new
-        conversation. The history is the stored messages followed by ``new_messages``; a history
-        over ``max_conversation_bytes`` raises :class:`LimitExceeded`. Clears the last answer and
-        error.
+        conversation. The stored history goes upstream before ``new_messages``; a history that
+        would pass ``max_conversation_bytes`` with them raises :class:`LimitExceeded`. Clears the
+        last answer and error.
         """
         ...
 
     async def progress(self, conversation_id: str, chars: int) -> None:
-        """Record how many characters of the answer the running call has received."""
+        """Renew the running call's lease and record how many characters it has received."""
         ...
 
     async def finish(
@@ -220,6 +226,17 @@ class Store(Protocol):
         """
         ...
 
+    async def cancel(self, conversation_id: str) -> None:
+        """Ask the replica running ``conversation_id``'s call to cancel it (see :meth:`listen_cancels`)."""
+        ...
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        """Call ``cancel`` with each conversation id some replica asked to cancel, until cancelled.
+
+        Only a store that replicas share passes cancels on; the others wait for ever.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections and files."""
         ...
@@ -236,6 +253,8 @@ class Record:
     messages_bytes: int = 2
     running: bool = False
     started_at: float | None = None
+    #: Until when the running mark holds without a renewal.
+    lease_until: float | None = None
     chars: int = 0
     answer: dict[str, Any] | None = None
     #: Bytes of ``answer`` as JSON (0 when there is none).
@@ -249,23 +268,21 @@ class Record:
         return self.messages_bytes + self.answer_bytes + len((self.error or "").encode())
 
     def busy(self, now: float, limits: Limits) -> bool:
-        """Running, and not abandoned."""
-        return (
-            self.running and self.started_at is not None and now - self.started_at <= limits.running_timeout
-        )
+        """Running, and its lease still holds (the process running it renews it)."""
+        return self.running and self.lease_until is not None and now <= self.lease_until
 
     def expired(self, now: float, limits: Limits) -> bool:
         return not self.busy(now, limits) and now - self.updated_at > limits.ttl
 
     def start(self, new_messages: list[dict[str, Any]], now: float, limits: Limits) -> list[dict[str, Any]]:
-        """Check and mark the start of a call; the history to send."""
+        """Check and mark the start of a call; the stored history."""
         size = joined_size(self.messages_bytes, json_size(new_messages))
         if size > limits.max_conversation_bytes:
             raise too_large(self.id if self.messages else None, size, limits.max_conversation_bytes)
-        self.running, self.started_at, self.chars = True, now, 0
+        self.running, self.started_at, self.lease_until, self.chars = True, now, now + limits.lease, 0
         self.answer, self.answer_bytes, self.error = None, 0, None
         self.updated_at = now
-        return [*self.messages, *new_messages]
+        return list(self.messages)
 
     def complete(
         self, new_messages: list[dict[str, Any]], reply: dict[str, Any], answer: dict[str, Any], now: float

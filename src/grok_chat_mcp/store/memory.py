@@ -68,7 +68,7 @@ class MemoryStore:
     async def progress(self, conversation_id: str, chars: int) -> None:
         record = self._records.get(conversation_id)
         if record is not None and record.running:
-            record.chars = chars
+            record.chars, record.lease_until = chars, self._clock() + self._limits.lease
 
     async def finish(
         self,
@@ -113,6 +113,12 @@ class MemoryStore:
                     await self._signals.event(conversation_id).wait()
                 conversation = await self.get(owner, conversation_id)
         return conversation
+
+    async def cancel(self, conversation_id: str) -> None:
+        """Nothing to pass on: the call runs in the process that holds the client's connection."""
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        await anyio.sleep_forever()
 
     async def aclose(self) -> None:
         self._signals.fire_all()

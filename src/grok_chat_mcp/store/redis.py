@@ -37,7 +37,7 @@ local P = ARGV[1]
 local now_s = ARGV[2]
 local now = tonumber(now_s)
 local ttl = tonumber(ARGV[3])
-local running_timeout = tonumber(ARGV[4])
+local lease = tonumber(ARGV[4])
 local max_n = tonumber(ARGV[5])
 local max_total = tonumber(ARGV[6])
 local max_conv = tonumber(ARGV[7])
@@ -46,8 +46,8 @@ local index, sizes, totalk = P .. 'index', P .. 'sizes', P .. 'total'
 
 local function ckey(id) return P .. 'c:' .. id end
 
-local function busy(running, started)
-  return running == '1' and started and now - tonumber(started) <= running_timeout
+local function busy(running, lease_end)
+  return running == '1' and lease_end and tonumber(lease_end) >= now
 end
 
 local function joined(a, b)
@@ -77,7 +77,7 @@ local function touch(id)
 end
 
 local function idle(id)
-  local f = redis.call('HMGET', ckey(id), 'running', 'started')
+  local f = redis.call('HMGET', ckey(id), 'running', 'lease')
   return not busy(f[1], f[2])
 end
 
@@ -116,12 +116,12 @@ if ARGV[12] == '1' then
   local left = make_room(1, 2, '')
   if left > 0 then return {'full', left} end
   redis.call('HSET', k, 'owner', owner, 'messages', '[]', 'mbytes', 2, 'abytes', 0,
-    'running', 1, 'started', now_s, 'chars', 0, 'updated', now_s)
+    'running', 1, 'started', now_s, 'lease', tostring(now + lease), 'chars', 0, 'updated', now_s)
   set_size(id, 2)
   touch(id)
   return {'ok', '[]'}
 end
-local f = redis.call('HMGET', k, 'owner', 'running', 'started', 'updated', 'mbytes')
+local f = redis.call('HMGET', k, 'owner', 'running', 'lease', 'updated', 'mbytes')
 if f[1] ~= owner then return {'unknown'} end
 local is_busy = busy(f[2], f[3])
 if not is_busy and now - tonumber(f[4]) > ttl then
@@ -132,7 +132,8 @@ if is_busy then return {'busy'} end
 local mbytes = tonumber(f[5])
 local size = joined(mbytes, new_bytes)
 if size > max_conv then return {'large', size, mbytes} end
-redis.call('HSET', k, 'running', 1, 'started', now_s, 'chars', 0, 'abytes', 0, 'updated', now_s)
+redis.call('HSET', k, 'running', 1, 'started', now_s, 'lease', tostring(now + lease), 'chars', 0, 'abytes', 0,
+  'updated', now_s)
 redis.call('HDEL', k, 'answer', 'error')
 set_size(id, mbytes)
 touch(id)
@@ -176,7 +177,9 @@ return 1
 # ARGV[9] id, [10] chars.
 _PROGRESS = """
 local k = ckey(ARGV[9])
-if redis.call('HGET', k, 'running') == '1' then redis.call('HSET', k, 'chars', ARGV[10]) end
+if redis.call('HGET', k, 'running') == '1' then
+  redis.call('HSET', k, 'chars', ARGV[10], 'lease', tostring(now + lease))
+end
 return 0
 """
 
@@ -184,7 +187,7 @@ return 0
 _GET = """
 local id, owner = ARGV[9], ARGV[10]
 local k = ckey(id)
-local f = redis.call('HMGET', k, 'owner', 'running', 'started', 'updated')
+local f = redis.call('HMGET', k, 'owner', 'running', 'lease', 'updated')
 if f[1] ~= owner then return {} end
 if not busy(f[2], f[3]) and now - tonumber(f[4]) > ttl then
   remove(id)
@@ -192,8 +195,8 @@ if not busy(f[2], f[3]) and now - tonumber(f[4]) > ttl then
 end
 if now > tonumber(f[4]) then redis.call('HSET', k, 'updated', now_s) end
 touch(id)
-return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'chars', 'answer', 'error',
-  'updated')
+return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'lease', 'chars', 'answer',
+  'error', 'updated')
 """
 
 
@@ -247,12 +250,12 @@ class RedisStore:
 
     async def _call(self, name: str, *args: str | int | float) -> Any:
         limits = self._limits
-        key_ttl = max(limits.ttl, limits.running_timeout) + 60.0
+        key_ttl = max(limits.ttl, limits.lease) + 60.0
         common = (
             self._prefix,
             repr(self._clock()),
             repr(float(limits.ttl)),
-            repr(float(limits.running_timeout)),
+            repr(float(limits.lease)),
             limits.max_conversations,
             limits.max_total_bytes,
             limits.max_conversation_bytes,
@@ -283,7 +286,7 @@ class RedisStore:
         if status == "full":
             raise store_full(int(result[1]))
         stored: list[dict[str, Any]] = json.loads(result[1])
-        return cid, [*stored, *new_messages]
+        return cid, stored
 
     async def progress(self, conversation_id: str, chars: int) -> None:
         await self._call("progress", conversation_id, chars)
@@ -307,7 +310,7 @@ class RedisStore:
         fields = await self._call("get", conversation_id, owner)
         if not fields:
             raise UnknownConversation(conversation_id)
-        messages, mbytes, running, started, chars, answer, error, updated = fields
+        messages, mbytes, running, started, lease, chars, answer, error, updated = fields
         record = Record(
             id=conversation_id,
             owner=owner,
@@ -315,6 +318,7 @@ class RedisStore:
             messages_bytes=int(mbytes),
             running=running == "1",
             started_at=float(started) if started is not None else None,
+            lease_until=float(lease) if lease is not None else None,
             chars=int(chars or 0),
             answer=json.loads(answer) if answer is not None else None,
             error=error,
@@ -343,14 +347,30 @@ class RedisStore:
         return await self.get(owner, conversation_id)
 
     async def _busy(self, conversation_id: str) -> bool:
-        running, started = await self._redis.hmget(
-            self._prefix + "c:" + conversation_id, ["running", "started"]
-        )
-        return bool(
-            running == "1"
-            and started is not None
-            and self._clock() - float(started) <= self._limits.running_timeout
-        )
+        running, lease = await self._redis.hmget(self._prefix + "c:" + conversation_id, ["running", "lease"])
+        return bool(running == "1" and lease is not None and float(lease) >= self._clock())
+
+    async def cancel(self, conversation_id: str) -> None:
+        try:
+            await self._redis.publish(self._prefix + "cancel", conversation_id)
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        """Subscribed to the cancel channel; reconnects after a failure, a second later."""
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._prefix + "cancel")
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None and isinstance(message.get("data"), str):
+                        cancel(message["data"])
+            except redis.exceptions.RedisError:
+                await anyio.sleep(1.0)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()
 
     async def aclose(self) -> None:
         await self._redis.aclose()

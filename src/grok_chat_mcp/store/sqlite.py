@@ -32,7 +32,7 @@ from grok_chat_mcp.store._base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     messages_bytes INTEGER NOT NULL,
     running INTEGER NOT NULL,
     started_at REAL,
+    lease REAL,
     chars INTEGER NOT NULL,
     answer TEXT,
     answer_bytes INTEGER NOT NULL,
@@ -50,8 +51,10 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
 """
-# In the queries below, "not busy" is (running = 0 OR started_at IS NULL OR started_at < ?) with
-# ? = now - running_timeout: not running, or running since before the abandon horizon.
+#: Version 1 had no lease: its running marks read as abandoned.
+_MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
+# In the queries below, "not busy" is (running = 0 OR lease IS NULL OR lease < ?) with ? = now:
+# not running, or a lease that its call stopped renewing.
 
 
 def _record(row: tuple[Any, ...]) -> Record:
@@ -62,11 +65,12 @@ def _record(row: tuple[Any, ...]) -> Record:
         messages_bytes=row[3],
         running=bool(row[4]),
         started_at=row[5],
-        chars=row[6],
-        answer=json.loads(row[7]) if row[7] is not None else None,
-        answer_bytes=row[8],
-        error=row[9],
-        updated_at=row[10],
+        lease_until=row[6],
+        chars=row[7],
+        answer=json.loads(row[8]) if row[8] is not None else None,
+        answer_bytes=row[9],
+        error=row[10],
+        updated_at=row[11],
     )
 
 
@@ -103,11 +107,13 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version > SCHEMA_VERSION:
             self._db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version} is not {SCHEMA_VERSION}: a newer release wrote it"
+                f"schema version {version} is newer than {SCHEMA_VERSION}: a newer release wrote it"
             )
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            self._db.execute(_MIGRATIONS[step])
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -135,8 +141,8 @@ class SQLiteStore:
 
     def _load(self, db: sqlite3.Connection, conversation_id: str) -> Record | None:
         row = db.execute(
-            "SELECT id, owner, messages, messages_bytes, running, started_at, chars, answer, answer_bytes, "
-            "error, updated_at FROM conversations WHERE id = ?",
+            "SELECT id, owner, messages, messages_bytes, running, started_at, lease, chars, answer, "
+            "answer_bytes, error, updated_at FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
         return _record(row) if row is not None else None
@@ -144,7 +150,7 @@ class SQLiteStore:
     def _save(self, db: sqlite3.Connection, r: Record) -> None:
         db.execute(
             "INSERT OR REPLACE INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
-            "chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "lease, chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.id,
                 r.owner,
@@ -152,6 +158,7 @@ class SQLiteStore:
                 r.messages_bytes,
                 int(r.running),
                 r.started_at,
+                r.lease_until,
                 r.chars,
                 dumps(r.answer) if r.answer is not None else None,
                 r.answer_bytes,
@@ -172,9 +179,8 @@ class SQLiteStore:
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
         db.execute(
-            "DELETE FROM conversations WHERE updated_at < ? "
-            "AND (running = 0 OR started_at IS NULL OR started_at < ?)",
-            (now - self._limits.ttl, now - self._limits.running_timeout),
+            "DELETE FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)",
+            (now - self._limits.ttl, now),
         )
 
     def _make_room(self, db: sqlite3.Connection, now: float, count: int, size: int, keep: str = "") -> None:
@@ -184,8 +190,8 @@ class SQLiteStore:
             return
         victims = db.execute(
             "SELECT id, size FROM conversations WHERE id != ? "
-            "AND (running = 0 OR started_at IS NULL OR started_at < ?) ORDER BY updated_at",
-            (keep, now - limits.running_timeout),
+            "AND (running = 0 OR lease IS NULL OR lease < ?) ORDER BY updated_at",
+            (keep, now),
         ).fetchall()
         for victim, victim_size in victims:
             db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
@@ -220,7 +226,8 @@ class SQLiteStore:
     async def progress(self, conversation_id: str, chars: int) -> None:
         def progress(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE conversations SET chars = ? WHERE id = ? AND running = 1", (chars, conversation_id)
+                "UPDATE conversations SET chars = ?, lease = ? WHERE id = ? AND running = 1",
+                (chars, self._clock() + self._limits.lease, conversation_id),
             )
 
         await self._run(progress)
@@ -276,12 +283,18 @@ class SQLiteStore:
         def busy(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "SELECT 1 FROM conversations WHERE id = ? "
-                "AND NOT (running = 0 OR started_at IS NULL OR started_at < ?)",
-                (conversation_id, self._clock() - self._limits.running_timeout),
+                "AND NOT (running = 0 OR lease IS NULL OR lease < ?)",
+                (conversation_id, self._clock()),
             ).fetchone()
             return row is not None
 
         return await self._run(busy)
+
+    async def cancel(self, conversation_id: str) -> None:
+        """Nothing to pass on: the call runs in the process that holds the client's connection."""
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        await anyio.sleep_forever()
 
     async def aclose(self) -> None:
         def close() -> None:
