@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -294,8 +295,12 @@ def test_claude_code_ui_runs_a_long_call_as_a_task(long_runs: dict[str, Future[A
     run: UIRun = long_runs[f"claude-{transport}"].result(timeout=LIMIT + 60)
     assert run.model.calls == [ARGUMENTS], run.model.calls  # one call, no collecting
     assert run.upstream_requests == 1
-    assert run.model.answers == [SAYS + FULL_ANSWER], (run.model.tool_results, run.screen[-3000:])
-    assert "backgrounded" in run.debug, run.debug[-3000:]  # Claude Code's own account of the task
+    # The model is told at once that the call became a task, then gets the answer as a notification.
+    notice, answer = run.model.answers
+    assert answer == SAYS + FULL_ANSWER, (run.model.tool_results, run.screen[-3000:])
+    task = re.search(r"started server-side task (conv_[\w-]+)", notice)
+    assert task is not None, notice
+    assert f"returned task {task[1]} (working); backgrounded" in run.debug  # in Claude Code's own log
 
 
 # The path `claude -p` takes ---------------------------------------------------------------------
@@ -309,7 +314,7 @@ def test_claude_code_print_mode_model_is_told_how_to_collect(long_runs: dict[str
     shown = json.loads(running)
     assert shown["status"] == "running", running
     conversation = shown["conversation_id"]
-    told = [value for value in shown.values() if isinstance(value, str) and conversation in value]
+    told = [note for note in shown["notes"] if conversation in note]
     assert told and "grok_chat_completions" in told[0], running  # the instruction to collect
     assert run.model.calls[1] == {"conversation_id": conversation}
     assert SAYS + "pong" in run.done.stdout, run.done.stdout
