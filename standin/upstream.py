@@ -191,6 +191,10 @@ class Upstream:
     """Runs the stand-in in a background thread; use as a context manager."""
 
     host: str = "127.0.0.1"
+    #: The port to listen on; 0 picks a free one.
+    port: int = 0
+    #: Whether to keep every request in ``requests`` (tests); off for ``python -m standin``.
+    record: bool = True
     requests: list[Recorded] = field(default_factory=list)
     #: More arguments each model refuses, e.g. ``{"grok-4.7": {"reasoning_effort"}}``.
     rejects: dict[str, set[str]] = field(default_factory=dict)
@@ -208,7 +212,7 @@ class Upstream:
         class Handler(_Handler):
             owner = upstream
 
-        self._server = _Server((self.host, 0), Handler)
+        self._server = _Server((self.host, self.port), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         ).start()
@@ -240,7 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         headers = {name.title(): value for name, value in self.headers.items()}  # case as most tests spell it
-        self.owner.requests.append(Recorded(self.path, headers, body))
+        if self.owner.record:
+            self.owner.requests.append(Recorded(self.path, headers, body))
         path = urlsplit(self.path).path  # also as a forward proxy, which is sent the whole URL
         scenario = path.strip("/").split("/")[0]
         user = str(body.get("user", ""))

@@ -138,14 +138,14 @@ class Calls:
 
     async def cancel(self, conversation_id: str) -> None:
         """Cancel the call running in ``conversation_id``, here or in the process running it."""
-        if not self.cancel_here(conversation_id) and self.store is not None:
-            with best_effort("passing a cancel on to the replica running the call"):
-                await self.store.cancel(conversation_id)
+        if not self.cancel_here(conversation_id):
+            await self.forward_cancel(conversation_id)
 
-    async def take_cancels(self) -> None:
-        """Cancel the calls running here that other replicas are asked to cancel (until cancelled)."""
+    async def forward_cancel(self, key: str) -> None:
+        """Pass a cancel this process cannot serve to the other replicas sharing the store."""
         if self.store is not None:
-            await self.store.listen_cancels(self.cancel_here)
+            with best_effort("passing a cancel on to the replica running the call"):
+                await self.store.cancel(key)
 
     async def drained(self) -> None:
         """Return once no call is running in this process."""

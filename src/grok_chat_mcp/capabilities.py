@@ -18,7 +18,6 @@ grok-4.6 and grok-4.7 (low..xhigh); AceDataCloud's MCPs CHANGELOG (names retired
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -124,6 +123,11 @@ _ALIAS = re.compile(r"-(?:latest|beta|experimental|\d{4}-\d{2}-\d{2}|\d{8}|\d{4}
 def canonical(model: str) -> str:
     """The model name without alias parts, lower case: ``grok-4-0709`` -> ``grok-4``."""
     return _ALIAS.sub("", model.strip().lower())
+
+
+def models() -> tuple[Capabilities, ...]:
+    """The whole table: served models first, then xAI's others, then the retired names."""
+    return tuple(_TABLE.values())
 
 
 def lookup(model: str) -> Capabilities | None:
@@ -347,65 +351,3 @@ def _strip_names(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if not where:
         return payload, []
     return {**payload, "messages": out}, where
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of ``grok-chat-mcp --models``."""
-
-    model: str
-    status: str
-    efforts: str
-    default_effort: str
-    images: str
-    penalties_stop: str
-
-
-def rows() -> list[Row]:
-    """The table for people and scripts, current models first."""
-
-    def yes_no(value: bool | None) -> str:
-        return "unsure" if value is None else ("yes" if value else "no")
-
-    out = []
-    for name, caps in _TABLE.items():
-        if caps.status == "retired":
-            status = f"retired {caps.retired}"
-        elif caps.served_by:
-            status = f"served, answered by {caps.served_by}"
-        else:
-            status = "served" if caps.status == "current" else "xAI (not listed by AceDataCloud)"
-        if caps.efforts is None:
-            efforts = "unsure (sent)" if caps.status != "retired" else "-"
-        else:
-            efforts = _listed(caps.efforts) or "not accepted"
-            if caps.effort_meaning:
-                efforts += f" ({caps.effort_meaning})"
-        penalties = caps.penalties if caps.penalties == caps.stop else None
-        out.append(
-            Row(
-                name,
-                status,
-                efforts,
-                caps.default_effort or "-",
-                "-" if caps.status == "retired" else yes_no(caps.images),
-                "-" if caps.status == "retired" else yes_no(penalties),
-            )
-        )
-    return out
-
-
-_HEADERS = ("model", "status", "reasoning_effort", "default", "images", "penalties/stop")
-
-
-def render(table: Iterable[Row], as_json: bool = False) -> str:
-    """The rows as aligned text columns, or as a JSON array of objects (``as_json``)."""
-    lines = [(r.model, r.status, r.efforts, r.default_effort, r.images, r.penalties_stop) for r in table]
-    if as_json:
-        keys = ("model", "status", "reasoning_effort", "default_effort", "images", "penalties_stop")
-        return json.dumps([dict(zip(keys, line, strict=True)) for line in lines], indent=2) + "\n"
-    widths = [max(len(cell) for cell in column) for column in zip(_HEADERS, *lines, strict=True)]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n"
-        for line in (_HEADERS, *lines)
-    )

@@ -116,5 +116,5 @@ def error(text: str, secrets: Secrets | None = None) -> CallToolResult:
     """A tool error: one text block a person and an agent can act on."""
     if secrets is not None:
         text = secrets.redact(text)
-    logger.info("tool error: %s", text)
+    logger.info("tool error: %s", " | ".join(text.splitlines()))  # whole, one log line
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

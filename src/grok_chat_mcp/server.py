@@ -7,6 +7,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from grok_chat_mcp.calls import Call, Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.errors import GrokError
-from grok_chat_mcp.store import Limits, Store, open_store
+from grok_chat_mcp.store import MEMORY_FALLBACK, Limits, Store, open_store
 
 if TYPE_CHECKING:
     import httpx
@@ -94,12 +95,24 @@ CONVERSATION_BYTES = 64 * 1024 * 1024
 STORE_BYTES = 512 * 1024 * 1024
 
 
-def _open_store(settings: Settings, limits: Limits) -> Store | None:
+def store_limits() -> Limits:
+    """The bounds of this server's store (read when the server starts, so tests may lower them)."""
+    return Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+
+
+def _open_store(settings: Settings, limits: Limits | None = None) -> Store | None:
+    limits = limits or store_limits()
     try:
         return open_store(settings.store, limits)
     except ValueError as exc:
-        logger.error("%s; keeping conversations in memory instead", exc)
+        logger.error("%s; %s", exc, MEMORY_FALLBACK)
         return open_store("memory", limits)
+
+
+def _cancel_here(calls: Calls, tracker: tool.Tracker | None, key: str) -> None:
+    """A cancel another replica passed on: a task's conversation id, or a tracked request."""
+    if not calls.cancel_here(key) and tracker is not None:
+        tracker.cancel(key)
 
 
 def build_server(
@@ -118,7 +131,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
-        limits = Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+        limits = store_limits()
         store = _open_store(settings, limits)
         try:
             async with anyio.create_task_group() as jobs:
@@ -129,7 +142,8 @@ def build_server(
                     return_after=settings.return_after,
                     call_timeout=settings.call_timeout,
                 )
-                jobs.start_soon(calls.take_cancels)
+                if store is not None:  # cancels other replicas pass on (Redis)
+                    jobs.start_soon(store.listen_cancels, partial(_cancel_here, calls, policy.tracker))
                 try:
                     yield tool.Services(upstream, Table(), calls, settings.api_token)
                     # Stopping without a signal: the calls still running may finish and be stored
@@ -183,7 +197,7 @@ def build_server(
         version=__version__,
         title="Grok Chat",
         instructions=INSTRUCTIONS,
-        website_url="https://pypi.org/project/grok-chat-mcp/",
+        website_url="https://github.com/grok-chat-mcp/grok-chat-mcp",  # no PyPI page before a release
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
         on_list_tools=list_tools,
@@ -204,7 +218,9 @@ def build_server(
             ctx: ServerRequestContext[tool.Services], params: CancelledNotificationParams
         ) -> None:
             if params.request_id is not None:
-                tracker.cancel(ctx, params.request_id)
+                key = tracker.key(ctx, params.request_id)
+                if not tracker.cancel(key):
+                    await ctx.lifespan_context.calls.forward_cancel(key)
 
         server.add_notification_handler("notifications/cancelled", CancelledNotificationParams, cancelled)
     return server

@@ -13,13 +13,17 @@ from mcp import Client
 from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, Request, RequestParams, Result
+from mcp_types import CallToolResult, Request, RequestParams, Result, TextContent
 from pydantic import ConfigDict, Field
 from standin.upstream import Upstream
 
+from grok_chat_mcp import tasks
+from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.server import build_server
+from grok_chat_mcp.store import Limits, owner_of
+from grok_chat_mcp.store.memory import MemoryStore
 from grok_chat_mcp.tool import NAME, CallPolicy
-from tests.conftest import HELLO, text_of
+from tests.conftest import HELLO, text_of, wait_for_disconnect
 from tests.server.test_conversations import Caller, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -81,8 +85,12 @@ class Requester(ClientExtension):
         while True:
             polled = await send(ctx.session, GetTask(params=TaskId(task_id=task.task_id)))
             self.polls.append(polled)
-            if polled["status"] != "working":
+            if polled["status"] == "completed":
                 return CallToolResult.model_validate(polled["result"])
+            if polled["status"] != "working":
+                return CallToolResult(
+                    content=[TextContent(type="text", text=polled["status"])], is_error=True
+                )
             await anyio.sleep(0.05)  # the test's own pace, not the advertised pollIntervalMs
 
 
@@ -199,6 +207,41 @@ async def test_tasks_cancel_closes_the_upstream_request_and_reads_cancelled(stan
         await client.call_tool(NAME, {**LONG, "user": "scenario:long100"})
         (polled,) = requester.polls
         assert polled["status"] == "cancelled" and "cancelled" in polled["statusMessage"]
-        with anyio.fail_after(5):
-            while not stand_in.disconnects:
-                await anyio.sleep(0.02)
+        await wait_for_disconnect(stand_in)
+
+
+async def test_a_task_whose_server_died_reads_failed_within_a_lease_and_takes_follow_ups() -> None:
+    now = [1000.0]
+    store = MemoryStore(Limits(lease=60), clock=lambda: now[0])
+    owner = owner_of("sk-a")
+    task_id, _ = await store.begin(owner, None, HELLO)
+    assert tasks.detailed(await store.get(owner, task_id), 3600, Secrets())["status"] == "working"
+    now[0] += 61  # nothing renewed the lease: the process running the call is gone
+    state = tasks.detailed(await store.get(owner, task_id), 3600, Secrets())
+    assert state["status"] == "failed" and state["error"]["code"] == -32603
+    assert "stopped before it finished" in state["statusMessage"] and "ask again" in state["statusMessage"]
+    await store.begin(owner, task_id, HELLO)  # the conversation takes a follow-up again
+
+
+async def test_tasks_cancel_on_another_replica_reaches_the_call_through_redis(
+    stand_in: Upstream, redis_url: str
+) -> None:
+    shared = redis_url.rsplit("/", 1)[0] + "/13"
+    requester = Requester()
+    async with connected(stand_in, shared, [requester]) as a, connected(stand_in, shared, [Requester()]) as b:
+        async with anyio.create_task_group() as group:
+
+            async def call() -> None:
+                await a.call_tool(NAME, {**LONG, "user": "scenario:long100"})
+
+            group.start_soon(call)
+            with anyio.fail_after(10):
+                while not requester.created:
+                    await anyio.sleep(0.02)
+            task_id = requester.created[0].task_id
+            await send(b.session, CancelTask(params=TaskId(task_id=task_id)))  # replica b does not run it
+            with anyio.fail_after(5):
+                while (await get(b, task_id))["status"] == "working":
+                    await anyio.sleep(0.02)
+            assert (await get(b, task_id))["status"] == "cancelled"
+        await wait_for_disconnect(stand_in)

@@ -39,8 +39,9 @@ def test_manifest_is_in_step_with_the_server() -> None:
     env = MANIFEST["server"]["mcp_config"]["env"]
     assert env[TOKEN_VAR] == "${user_config.api_token}"
     # Claude Desktop's settings show what users tune; not log levels or the event loop. The bundle
-    # keeps conversations in memory and GROK_RETURN_AFTER at its default (45 s, under the host's 60 s).
-    untuned = {"LOG_LEVEL", "GROK_EVENT_LOOP", "GROK_STORE", "GROK_RETURN_AFTER"}
+    # keeps the default store (the user's own file) and GROK_RETURN_AFTER (45 s, under the host's 60 s).
+    # GROK_OAUTH_KEY is for the HTTP transport's sign-ins; the bundle runs over stdio.
+    untuned = {"LOG_LEVEL", "GROK_EVENT_LOOP", "GROK_STORE", "GROK_RETURN_AFTER", "GROK_OAUTH_KEY"}
     assert set(env) == {name for name, _, _ in ENV_VARS} - untuned
     for key, option in MANIFEST["user_config"].items():
         assert option.get("required") is (key == "api_token")

@@ -22,6 +22,10 @@ from tests.conftest import SCRIPT, TOKEN, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+#: The Inspector version the docs name, pinned with the other npm tools.
+INSPECTOR = json.loads((ROOT / ".ci" / "package.json").read_text())["devDependencies"][
+    "@modelcontextprotocol/inspector"
+]
 
 
 def run_check(env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -128,7 +132,7 @@ def test_uvx_from_source_completes_initialize(tmp_path: Path) -> None:
 def test_mcp_inspector_cli_lists_and_calls_the_tool(tmp_path: Path) -> None:
     npx = shutil.which("npx")
     assert npx is not None
-    inspector = [npx, "-y", "@modelcontextprotocol/inspector@0", "--cli"]
+    inspector = [npx, "-y", f"@modelcontextprotocol/inspector@{INSPECTOR}", "--cli"]
     with Upstream() as upstream:
         server = [
             "-e",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -18,9 +17,7 @@ from grok_chat_mcp.capabilities import (
     lookup,
     model_description,
     models_phrase,
-    render,
     retired_on,
-    rows,
     unsupported_argument,
     use_one_of,
 )
@@ -213,40 +210,7 @@ def test_unsupported_fields_have_a_reason_each() -> None:
     assert all(len(reason) > 20 for reason in UNSUPPORTED_FIELDS.values())
 
 
-def test_models_table_renders_as_text() -> None:
-    text = render(rows())
-    lines = text.splitlines()
-    assert lines[0].split() == ["model", "status", "reasoning_effort", "default", "images", "penalties/stop"]
-    by_model = {line.split()[0]: line for line in lines[1:]}
-    assert set(by_model) >= {
-        *CURRENT_MODELS,
-        *RETIRED_MODELS,
-        "grok-4.6",
-        "grok-4.3",
-        "grok-4.20-multi-agent",
-    }
-    assert "low, medium, high, xhigh" in by_model["grok-4.7"] and "high" in by_model["grok-4.7"]
-    assert "answered by grok-4.3" in by_model["grok-4"] and "unsure (sent)" in by_model["grok-4"]
-    assert "retired 2026-07-27" in by_model["grok-2-vision"]
-    assert "agents" in by_model["grok-4.20-multi-agent"]
-    column = lines[0].index("status")
-    assert all(line[column - 2 : column] == "  " and line[column] != " " for line in lines[1:])  # aligned
-    assert all(line == line.rstrip() for line in lines)
-
-
-def test_models_table_renders_as_json() -> None:
-    data = json.loads(render(rows(), as_json=True))
-    assert [row["model"] for row in data][:4] == list(CURRENT_MODELS)
-    grok_47 = data[0]
-    assert grok_47 == {
-        "model": "grok-4.7",
-        "status": "served",
-        "reasoning_effort": "low, medium, high, xhigh",
-        "default_effort": "high",
-        "images": "yes",
-        "penalties_stop": "no",
-    }
-    assert {row["model"]: row["images"] for row in data}["grok-3"] == "unsure"
+def test_efforts_are_listed_weakest_first() -> None:
     assert EFFORTS == ("none", "low", "medium", "high", "xhigh")
 
 

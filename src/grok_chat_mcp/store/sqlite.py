@@ -83,6 +83,9 @@ class SQLiteStore:
     ``poll_interval`` seconds for other processes.
     """
 
+    #: Seconds a write waits for another process's lock before the store reports itself unavailable.
+    busy_timeout = 30.0
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -102,7 +105,7 @@ class SQLiteStore:
         if self.path.stat().st_mode & 0o077:
             os.chmod(self.path, 0o600)
         self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
