@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 from grok_chat_mcp import __version__
-from grok_chat_mcp.capabilities import EFFORTS, Capabilities, models
+from grok_chat_mcp.capabilities import EFFORTS, Capabilities, effort_aliases_phrase, models, redirects_phrase
 from grok_chat_mcp.config import BASE_URL_VAR, ENV_VARS, TOKEN_VAR, Settings, load_settings
 
 logger = logging.getLogger("grok_chat_mcp")
@@ -233,6 +233,8 @@ def check(settings: Settings, *, live: bool = False) -> int:
         "GROK_MAX_RETRIES": str(settings.max_retries),
         "GROK_RETURN_AFTER": f"{settings.return_after:g} s" if settings.return_after else "0 (never)",
         "GROK_STORE": _without_password(settings.store),
+        "GROK_BUDGET": budget_status(settings),
+        "GROK_CONFIRM_CALLS": "1 (hosts ask the user before each call)" if settings.confirm_calls else "0",
         "LOG_LEVEL": settings.log_level,
         "GROK_EVENT_LOOP": settings.event_loop,
         "GROK_OAUTH_KEY": "set" if settings.oauth_key else "not set",
@@ -260,20 +262,71 @@ def check(settings: Settings, *, live: bool = False) -> int:
 
 
 def _store_problem(url: str) -> str | None:
-    """Why an SQLite store cannot be opened, as the server would say it at start-up; None if it can."""
-    if not url.lower().startswith("sqlite:"):
-        return None  # memory and off need nothing; Redis is reached only when a call needs it
+    """Why the store cannot be used, as a call would find it; None if it can (memory and off
+    always can). SQLite is opened; Redis is asked for a conversation that does not exist."""
+    if url.lower() in ("memory", "off"):
+        return None
     import anyio
 
-    from grok_chat_mcp.store import MEMORY_FALLBACK, open_store
+    from grok_chat_mcp.store import MEMORY_FALLBACK, StoreError, UnknownConversation, open_store
 
     try:
         store = open_store(url)
     except ValueError as exc:
         return f"{exc}; {MEMORY_FALLBACK}"
-    if store is not None:
-        anyio.run(store.aclose)
-    return None
+    if store is None:
+        return None
+
+    async def probe() -> str | None:
+        try:
+            with anyio.fail_after(5):
+                await store.get("--check", "conv_probe--check")
+        except UnknownConversation:
+            return None  # it answered
+        except (StoreError, TimeoutError) as exc:
+            why = str(exc.__cause__ or exc) or "no answer in 5 s"
+            return (
+                f"the conversation store {_without_password(url)} is unreachable ({why}); calls are "
+                "still answered, but conversations are not remembered"
+            )
+        finally:
+            await store.aclose()
+        return None
+
+    return anyio.run(probe)
+
+
+def budget_status(settings: Settings) -> str:
+    """The budget and what is left of it for the configured token, read from the store."""
+    if settings.budget is None:
+        return "none"
+    import anyio
+
+    from grok_chat_mcp.budget import Budgets
+    from grok_chat_mcp.store import StoreError, open_store, owner_of
+
+    if settings.store in ("memory", "off"):
+        budgets = Budgets.from_setting(settings.budget, None)
+        if budgets.budget is not None:
+            return (
+                f"{budgets.budget}; the spend is counted in the server's memory (GROK_STORE={settings.store})"
+            )
+
+    async def read() -> str:
+        try:
+            store = open_store(settings.store)
+        except ValueError as exc:
+            return f"{settings.budget}; the spend could not be read ({exc})"
+        try:
+            with anyio.fail_after(5):
+                return await Budgets.from_setting(settings.budget, store).status(owner_of(settings.api_token))
+        except (TimeoutError, StoreError) as exc:
+            return f"{settings.budget}; the spend could not be read ({exc or 'no answer in 5 s'})"
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    return anyio.run(read)
 
 
 def _without_password(url: str) -> str:
@@ -347,14 +400,17 @@ def models_text() -> str:
     ]
     notes = [
         "penalties: presence_penalty, frequency_penalty and stop. unsure: sent, and upstream decides.",
-        "* answered upstream by that model, per the tool contract; unconfirmed (docs/models.md).",
+        f"* {redirects_phrase()}",
+        *([aliases] if (aliases := effort_aliases_phrase()) else []),
+        *(caps.remark for caps in models() if caps.remark),
         *(
             f"{caps.name}: effort picks the {caps.effort_meaning}."
             for caps in models()
             if caps.effort_meaning
         ),
     ]
-    return "\n".join([*table, "", *notes]) + "\n"
+    wrapped = [textwrap.fill(note, width=100, subsequent_indent="  ") for note in notes]
+    return "\n".join([*table, "", *wrapped]) + "\n"
 
 
 def _model_cells(caps: Capabilities) -> tuple[str, ...]:
@@ -389,10 +445,13 @@ def _model_object(caps: Capabilities) -> dict[str, object]:
         "model": caps.name,
         "status": caps.status,
         "served_by": caps.served_by,
+        "served_effort": caps.served_effort,
         "retired": caps.retired,
         "reasoning_effort": efforts,
         "default_effort": caps.default_effort,
         "effort_meaning": caps.effort_meaning or None,
+        "effort_as": dict(caps.effort_as) or None,
+        "remark": caps.remark or None,
         "images": caps.images,
         "presence_penalty": caps.penalties,
         "frequency_penalty": caps.penalties,

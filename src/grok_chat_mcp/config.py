@@ -37,6 +37,12 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
         f"a per-user file, {STORE_FILE}",
         "conversations, tasks, budgets, sign-ins: sqlite:///path, memory, redis://..., rediss://... or off",
     ),
+    (
+        "GROK_BUDGET",
+        "(none)",
+        "spend cap per token and UTC window: <amount>usd/<hour|day|month>, e.g. 5usd/day",
+    ),
+    ("GROK_CONFIRM_CALLS", "0", "1: hosts ask the user before every call (no read-only hint)"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
     ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
     ("GROK_OAUTH_KEY", "(none)", "--auth oauth: Fernet key(s) that encrypt stored AceDataCloud tokens"),
@@ -75,6 +81,10 @@ class Settings:
     event_loop: str = "auto"
     #: ``--auth oauth``: the Fernet key(s) that encrypt stored AceDataCloud tokens.
     oauth_key: str | None = field(default=None, repr=False)
+    #: ``GROK_BUDGET`` as given (``5usd/day``); a value that does not parse refuses every call.
+    budget: str | None = None
+    #: ``GROK_CONFIRM_CALLS``: the tool is marked as needing the user's confirmation.
+    confirm_calls: bool = False
     #: Where each variable's value came from: "environment", the .env path, or "default".
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Values that were refused and replaced by the default, with the reason.
@@ -118,6 +128,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     retries = reader.number("GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, whole=True, cap=MAX_RETRIES_CAP)
     level = (reader.get("LOG_LEVEL") or "INFO").upper()
     level = "WARNING" if level == "WARN" else level
+    budget = reader.get("GROK_BUDGET")
+    if budget is not None:
+        from grok_chat_mcp.budget import parse
+
+        try:
+            parse(budget)
+        except ValueError as exc:
+            reader.replaced["GROK_BUDGET"] = f"{exc}; every call is refused until it is fixed"
     return Settings(
         api_token=token,
         base_url=base_url.rstrip("/"),
@@ -134,6 +152,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             "GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"
         ),
         oauth_key=reader.get("GROK_OAUTH_KEY"),
+        budget=budget,
+        confirm_calls=reader.flag("GROK_CONFIRM_CALLS"),
         sources=reader.sources,
         replaced=reader.replaced,
         problem=problem,
@@ -189,6 +209,15 @@ class _Reader:
             self._replace(name, raw, "is too many", f"{cap:g}")
             return cap
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.get(name)
+        if raw is None or raw.lower() in ("0", "false", "no", "off"):
+            return False
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        self._replace(name, raw, "is not 1 or 0", "0")
+        return False
 
     def check(self, name: str, value: str, allowed: tuple[str, ...], default: str) -> str:
         if value in allowed:

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from grok_chat_mcp.capabilities import (
     DEFAULT_MODEL,
     Effort,
+    ServiceTier,
     effort_description,
     model_description,
 )
@@ -308,6 +309,11 @@ class ChatRequest(BaseModel):
     logprobs: bool | None = Field(default=None, description="Return the log probability of each token.")
     top_logprobs: int | None = Field(
         default=None, ge=0, le=8, description="With logprobs: the most likely tokens per position (0 to 8)."
+    )
+    service_tier: ServiceTier | None = Field(
+        default=None,
+        description="Processing tier: 'priority' answers sooner at twice the token price (the notes say "
+        "when it applied); 'default' is the standard tier; 'auto' is sent as given.",
     )
     conversation_id: str | None = Field(
         default=None,

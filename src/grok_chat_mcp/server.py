@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from mcp.server import Server, ServerRequestContext
+from mcp.server.caching import CacheHint
 from mcp_types import (
     CallToolRequestParams,
     CallToolResult,
@@ -23,6 +24,7 @@ from mcp_types import (
 )
 
 from grok_chat_mcp import __version__, tasks, tool
+from grok_chat_mcp.budget import Budgets
 from grok_chat_mcp.calls import Call, Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
@@ -90,6 +92,9 @@ def input_schema() -> dict[str, Any]:
     return schema
 
 
+#: How long clients may reuse a tools/list result (2026-07-28 cache hints): an hour.
+TOOLS_TTL_MS = 3_600_000
+
 #: Conversation bounds: one conversation holds a call's worth of images (the 64 MiB message cap).
 CONVERSATION_BYTES = 64 * 1024 * 1024
 STORE_BYTES = 512 * 1024 * 1024
@@ -126,7 +131,7 @@ def build_server(
     transport decides for each call; ``drain`` is how long a server that stops without a signal
     (stdin closed, an HTTP shutdown) lets its running calls finish and store their answers."""
     policy = policy or tool.CallPolicy()
-    definition = tool.definition(input_schema())
+    definition = tool.definition(input_schema(), confirm=settings.confirm_calls)
 
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
@@ -145,7 +150,8 @@ def build_server(
                 if store is not None:  # cancels other replicas pass on (Redis)
                     jobs.start_soon(store.listen_cancels, partial(_cancel_here, calls, policy.tracker))
                 try:
-                    yield tool.Services(upstream, Table(), calls, settings.api_token)
+                    budget = Budgets.from_setting(settings.budget, store)
+                    yield tool.Services(upstream, Table(), calls, settings.api_token, budget)
                     # Stopping without a signal: the calls still running may finish and be stored
                     # (a signal cancels this wait).
                     with anyio.move_on_after(drain):
@@ -200,6 +206,8 @@ def build_server(
         website_url="https://github.com/grok-chat-mcp/grok-chat-mcp",  # no PyPI page before a release
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
+        # The tool list is fixed for the life of the process and the same for every caller.
+        cache_hints={"tools/list": CacheHint(ttl_ms=TOOLS_TTL_MS, scope="public")},
         on_list_tools=list_tools,
     )
     # Registered here rather than as ``on_call_tool``: a call may answer with a task (a mapping).

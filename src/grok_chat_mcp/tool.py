@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager, AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -18,8 +18,15 @@ from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
 from grok_chat_mcp import results, tasks
+from grok_chat_mcp.budget import Budgets
 from grok_chat_mcp.calls import Call, Calls, Chars, best_effort
-from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
+from grok_chat_mcp.capabilities import (
+    Table,
+    effort_aliases_phrase,
+    models_phrase,
+    redirects_phrase,
+    unsupported_argument,
+)
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.redaction import Secrets
@@ -45,17 +52,23 @@ TITLE = "Grok chat completion"
 DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
 chat.completion back.
 Use it to chat or reason with Grok ({models_phrase()}), to understand images (image_url parts: \
-https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). Arguments a \
-model rejects are not sent; the result's notes say which. Every answer carries a conversation_id: \
-send it with only your new message to follow up. If a call is still running after a while, the \
-result says status "running": call again with just its conversation_id to collect the answer."""
+https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). \
+{redirects_phrase()} {effort_aliases_phrase()} Arguments a model rejects are not sent; the \
+result's notes say which. \
+Every answer carries a conversation_id: send it with only your new message to follow up. If a \
+call is still running after a while, the result says status "running": call again with just its \
+conversation_id to collect the answer."""
 #: Claude Code inlines results up to this many characters (default about 50,000) instead of saving
 #: them to a file the model may never read.
 MAX_RESULT_SIZE_CHARS = 500_000
 
 
-def definition(input_schema: Mapping[str, Any]) -> Tool:
-    """The tool as ``tools/list`` advertises it."""
+def definition(input_schema: Mapping[str, Any], *, confirm: bool = False) -> Tool:
+    """The tool as ``tools/list`` advertises it; ``confirm`` (``GROK_CONFIRM_CALLS``): hosts must ask
+    the user before each call, so the read-only hint that lets them approve it alone is left out."""
+    meta: dict[str, Any] = {"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS}
+    if confirm:
+        meta["anthropic/requiresUserInteraction"] = True
     return Tool(
         name=NAME,
         title=TITLE,
@@ -64,12 +77,12 @@ def definition(input_schema: Mapping[str, Any]) -> Tool:
         output_schema=results.OUTPUT_SCHEMA,
         annotations=ToolAnnotations(
             title=TITLE,
-            read_only_hint=True,
+            read_only_hint=None if confirm else True,
             destructive_hint=False,
             idempotent_hint=False,
             open_world_hint=True,
         ),
-        _meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
+        _meta=meta,
     )
 
 
@@ -112,6 +125,8 @@ class Services:
     table: Table
     calls: Calls
     api_token: str | None
+    #: ``GROK_BUDGET``: checked before a call is sent, counted when its answer arrives.
+    budget: Budgets = field(default_factory=lambda: Budgets(None, None))
 
 
 def caller(services: Services, policy: CallPolicy, ctx: ServerRequestContext[Any, Any]) -> Call:
@@ -166,6 +181,8 @@ async def _call(
         if args.collects:
             assert args.conversation_id is not None
             return await calls.collect(call, args.conversation_id)
+        if (over_budget := await services.budget.refusal(call.owner)) is not None:
+            return results.error(over_budget, call.secrets)
         if store is not None:
             conversation_id, history = await store.begin(
                 call.owner, args.conversation_id, [dict(m) for m in args.messages]
@@ -219,7 +236,8 @@ async def _complete(services: Services, request: GrokRequest, call: Call, notes:
     except anyio.get_cancelled_exc_class():
         await _fail(services, call, CANCELLED)
         raise
-    structured = results.answer(completion, sent, call.conversation_id, notes)
+    left = await services.budget.record(call.owner, results.cost(completion, sent.model))
+    structured = results.answer(completion, sent, call.conversation_id, notes, left)
     store = services.calls.store
     if store is not None and call.conversation_id is not None:
         with anyio.CancelScope(shield=True), best_effort("storing the answer") as failures:

@@ -15,6 +15,7 @@ PARAMETERS = {
     "messages", "model", "temperature", "top_p", "max_tokens", "stop", "seed", "user", "stream",
     "presence_penalty", "frequency_penalty", "reasoning_effort", "response_format", "tools", "tool_choice",
     "max_completion_tokens", "parallel_tool_calls", "n", "logprobs", "top_logprobs", "conversation_id",
+    "service_tier",
 }  # fmt: skip
 
 

@@ -42,7 +42,10 @@ def test_models_fits_100_columns_and_lists_every_model() -> None:
     column = lines[0].index("status")
     assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows.values())
     notes = lines[lines.index("") + 1 :]
-    assert any(note.startswith("* ") and "unconfirmed" in note for note in notes)
+    assert any(note.startswith("* grok-4 is answered by grok-4.3 at low effort") for note in notes)
+    assert any("has not confirmed it" in note for note in notes)
+    assert "grok-4.5 treats reasoning_effort xhigh as high." in notes
+    assert any(note.startswith("grok-4.20-multi-agent is reported") for note in notes)
     assert any(note.startswith("grok-4.20-multi-agent: ") and "16" in note for note in notes)
 
 
@@ -54,16 +57,21 @@ def test_models_json_gives_lists_booleans_and_null_where_unsure() -> None:
         "model": "grok-4.7",
         "status": "current",
         "served_by": None,
+        "served_effort": None,
         "retired": None,
         "reasoning_effort": ["low", "medium", "high", "xhigh"],
         "default_effort": "high",
         "effort_meaning": None,
+        "effort_as": None,
+        "remark": None,
         "images": True,
         "presence_penalty": False,
         "frequency_penalty": False,
         "stop": False,
     }
     assert by_model["grok-4"]["served_by"] == "grok-4.3" and by_model["grok-4"]["reasoning_effort"] is None
+    assert (by_model["grok-4"]["served_effort"], by_model["grok-3"]["served_effort"]) == ("low", "none")
+    assert by_model["grok-4.5"]["effort_as"] == {"xhigh": "high"}
     assert by_model["grok-3"]["images"] is None
     assert by_model["grok-4.20-reasoning"]["reasoning_effort"] == []
     assert by_model["grok-2-vision"]["retired"] == "2026-07-27"

@@ -241,6 +241,17 @@ class Store(Protocol):
         """Release connections and files."""
         ...
 
+    async def spent(self, owner: str, window: str) -> int:
+        """What ``owner`` spent in the budget window named ``window``, in ticks (10^-10 USD)."""
+        ...
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        """Add ``ticks`` to ``owner``'s spend in ``window`` atomically and return the new total.
+
+        The count may be forgotten after ``expires_at`` (seconds since the epoch: the window's end).
+        """
+        ...
+
 
 @dataclass
 class Record:

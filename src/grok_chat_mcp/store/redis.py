@@ -372,5 +372,27 @@ class RedisStore:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()
 
+    async def spent(self, owner: str, window: str) -> int:
+        try:
+            value = await self._redis.get(self._spend_key(owner, window))
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+        return int(value or 0)
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        key = self._spend_key(owner, window)
+        seconds = max(1, int(expires_at - self._clock()) + 1)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, ticks)
+                pipe.expire(key, seconds)
+                total, _ = await pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+        return int(total)
+
+    def _spend_key(self, owner: str, window: str) -> str:
+        return f"{self._prefix}spend:{owner}:{window}"
+
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS conversations (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
+CREATE TABLE IF NOT EXISTS spend (
+    owner TEXT NOT NULL,
+    window_key TEXT NOT NULL,
+    ticks INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (owner, window_key)
+);
 """
 #: Version 1 had no lease: its running marks read as abandoned.
 _MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
@@ -298,6 +305,28 @@ class SQLiteStore:
 
     async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
         await anyio.sleep_forever()
+
+    async def spent(self, owner: str, window: str) -> int:
+        def spent(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT ticks FROM spend WHERE owner = ? AND window_key = ?", (owner, window)
+            ).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._run(spent)
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        def spend(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM spend WHERE expires_at < ?", (self._clock(),))
+            row = db.execute(
+                "INSERT INTO spend (owner, window_key, ticks, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (owner, window_key) DO UPDATE SET ticks = ticks + excluded.ticks "
+                "RETURNING ticks",
+                (owner, window, ticks, expires_at),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(spend)
 
     async def aclose(self) -> None:
         def close() -> None:
