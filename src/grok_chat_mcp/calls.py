@@ -136,16 +136,22 @@ class Calls:
         logger.info("cancelled a running call at the client's request")
         return True
 
-    async def cancel(self, conversation_id: str) -> None:
+    def cancel(self, conversation_id: str) -> None:
         """Cancel the call running in ``conversation_id``, here or in the process running it."""
         if not self.cancel_here(conversation_id):
-            await self.forward_cancel(conversation_id)
+            self.forward_cancel(conversation_id)
 
-    async def forward_cancel(self, key: str) -> None:
-        """Pass a cancel this process cannot serve to the other replicas sharing the store."""
+    def forward_cancel(self, key: str) -> None:
+        """Pass a cancel this process cannot serve to the other replicas sharing the store, from
+        the lifespan's task group: the request that brought it may end before it is sent."""
         if self.store is not None:
-            with best_effort("passing a cancel on to the replica running the call"):
-                await self.store.cancel(key)
+            logger.debug("passing a cancel for %s on to the other replicas", key)
+            self._tasks.start_soon(self._forward, self.store, key)
+
+    @staticmethod
+    async def _forward(store: Store, key: str) -> None:
+        with best_effort("passing a cancel on to the replica running the call"):
+            await store.cancel(key)
 
     async def drained(self) -> None:
         """Return once no call is running in this process."""

@@ -368,17 +368,20 @@ _UNSUPPORTED = re.compile(
 )
 
 
-def unsupported_argument(message: str) -> str | None:
-    """The tool argument an upstream 400 says the model does not support, or None.
+def rejected_argument(message: str) -> str | None:
+    """The tool argument an upstream error message says the model does not support, or None.
 
     The wordings: ``Argument not supported on this model: presencePenalty``,
     ``Model X does not support parameter reasoningEffort.`` and ``Argument not supported:
-    service_tier``; only droppable arguments are named.
+    service_tier``.
     """
     match = _UNSUPPORTED.search(message)
-    if match is None:
-        return None
-    name = snake(match.group("a") or match.group("b"))
+    return None if match is None else snake(match.group("a") or match.group("b"))
+
+
+def unsupported_argument(message: str) -> str | None:
+    """:func:`rejected_argument`, when it names an argument the server may drop and retry without."""
+    name = rejected_argument(message)
     return name if name in DROPPABLE else None
 
 

@@ -116,6 +116,7 @@ def _open_store(settings: Settings, limits: Limits | None = None) -> Store | Non
 
 def _cancel_here(calls: Calls, tracker: tool.Tracker | None, key: str) -> None:
     """A cancel another replica passed on: a task's conversation id, or a tracked request."""
+    logger.debug("a replica passed on a cancel for %s", key)
     if not calls.cancel_here(key) and tracker is not None:
         tracker.cancel(key)
 
@@ -228,7 +229,7 @@ def build_server(
             if params.request_id is not None:
                 key = tracker.key(ctx, params.request_id)
                 if not tracker.cancel(key):
-                    await ctx.lifespan_context.calls.forward_cancel(key)
+                    ctx.lifespan_context.calls.forward_cancel(key)
 
         server.add_notification_handler("notifications/cancelled", CancelledNotificationParams, cancelled)
     return server

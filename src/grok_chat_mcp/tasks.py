@@ -71,7 +71,7 @@ async def cancel(calls: Calls, call: Call, task_id: str) -> dict[str, Any]:
     """``tasks/cancel``: stop the upstream request (here, or on the replica running it)."""
     conversation = await _conversation(calls, call, task_id)
     if conversation.running:
-        await calls.cancel(task_id)
+        calls.cancel(task_id)
     return {}
 
 

@@ -45,7 +45,7 @@ def test_workflows_pass_zizmor() -> None:
 
 
 def test_workflows_pin_actions_by_commit_and_grant_least_privilege() -> None:
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "release.yml"}
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "release.yml", "newest.yml"}
     for path in WORKFLOWS:
         text = path.read_text()
         assert re.search(r"^permissions: \{\}$", text, re.MULTILINE), f"{path.name}: default permissions"
@@ -54,6 +54,8 @@ def test_workflows_pin_actions_by_commit_and_grant_least_privilege() -> None:
     release = (ROOT / ".github" / "workflows" / "release.yml").read_text()
     assert "id-token: write" in release and "pypa/gh-action-pypi-publish" in release
     assert "mcp-publisher publish" in release and "bundle/build.py" in release
+    newest = (ROOT / ".github" / "workflows" / "newest.yml").read_text()
+    assert "schedule:" in newest and "bash .ci/run --newest" in newest  # CI against the newest releases
 
 
 def release_jobs() -> dict[str, str]:

@@ -70,7 +70,8 @@ def collect(stand_in: Upstream, store: str, cwd: Path, conversation_id: str) -> 
         assert process.stdin is not None
         process.stdin.close()
         process.wait(30)
-    return reply["result"]
+    result: dict[str, Any] = reply["result"]
+    return result
 
 
 def test_a_running_call_finishes_and_is_stored_after_the_client_leaves(
