@@ -228,6 +228,28 @@ async def test_readiness_says_busy_while_the_slots_are_full(stand_in: Upstream, 
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
 
 
+@pytest.mark.anyio
+async def test_a_body_that_completes_when_every_slot_is_taken_gets_503(
+    stand_in: Upstream, tmp_path: Path
+) -> None:
+    """The head came while a slot was free; by the time its body is complete, none is."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}).encode()
+    with cli(stand_in, tmp_path, "--max-requests", "1") as server:
+        early = server.connect()
+        early.sendall(head(len(body)))
+        async with httpx.AsyncClient(timeout=10) as http, anyio.create_task_group() as group:
+            slow = call_body(1, "slow1500")
+            group.start_soon(lambda: http.post(f"{server.base}/mcp", json=slow, headers=MCP_HEADERS))
+            with anyio.fail_after(10):
+                while not stand_in.requests:
+                    await anyio.sleep(0.02)
+            early.sendall(body)
+            answer, closed = answer_and_close(early, limit=10)
+        early.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    assert b"busy: Too many requests in flight" in answer and closed
+
+
 # --- Content-Length with Transfer-Encoding (29.7) ------------------------------------------------------
 
 

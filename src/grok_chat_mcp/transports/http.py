@@ -399,7 +399,7 @@ class Admission:
         elif scope["path"] == "/health" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
         else:
-            await self._serve(Pending(self, scope, receive, send))
+            await self._serve(Pending(self, scope, receive, send), scope)
 
     def _refusal(self, scope: Scope) -> Response | None:
         framing = {name for name, _ in scope["headers"] if name in (b"content-length", b"transfer-encoding")}
@@ -426,13 +426,14 @@ class Admission:
     def full(self) -> bool:
         return self.serving >= self.limits.max_requests
 
-    async def _serve(self, pending: Pending) -> None:
+    async def _serve(self, pending: Pending, scope: Scope) -> None:
         self.pending.add(pending)
         if self.limits.per_address:
             self.by_address[pending.address] = self.by_address.get(pending.address, 0) + 1
         try:
-            await pending.run(self.app)
+            await pending.run(self.app, scope)
         finally:
+            del scope[PENDING_KEY]  # no reference cycle through uvicorn's request cycle
             self.pending.discard(pending)
             if self._emptied is not None and not self.pending:
                 self._emptied.set()
@@ -464,9 +465,7 @@ class Admission:
         with anyio.move_on_after(self.limits.grace):
             await self._emptied.wait()
         if self.pending:
-            logger.warning(
-                "stopping: answered %d requests in flight that the server stops", len(self.pending)
-            )
+            logger.warning("stopping: the grace is over; telling %d callers in flight", len(self.pending))
             self.stop_all()
             with anyio.move_on_after(STOP_WAIT):
                 await self._emptied.wait()
@@ -490,12 +489,11 @@ class Pending:
 
     __slots__ = (
         "_receive", "_send", "address", "admission", "body_done", "cancel", "complete", "deadline",
-        "has_slot", "http", "muted", "refusal", "request_id", "started", "streaming",
+        "has_slot", "muted", "refusal", "request_id", "started", "streaming",
     )  # fmt: skip
 
     def __init__(self, admission: Admission, scope: Scope, receive: Receive, send: Send) -> None:
         self.admission = admission
-        self.http = scope
         self.address = _address(scope)
         self._receive, self._send = receive, send
         self.cancel = anyio.CancelScope()
@@ -504,7 +502,7 @@ class Pending:
         self.request_id: str | int | None = None
         self.body_done = self.has_slot = False
         self.started = self.streaming = self.complete = self.muted = False
-        scope[PENDING_KEY] = self
+        scope[PENDING_KEY] = self  # for note_request_id
 
     @staticmethod
     def note_request_id(ctx: ServerRequestContext[Any, Any]) -> None:
@@ -514,11 +512,11 @@ class Pending:
         if isinstance(pending, Pending):
             pending.request_id = ctx.request_id
 
-    async def run(self, app: ASGIApp) -> None:
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
         with self.cancel:
-            await app(self.http, self.receive, self.send)
+            await app(scope, self.receive, self.send)
         if self.refusal is not None:
-            await self._answer(self.refusal)
+            await self._answer(self.refusal, scope)
 
     def stop(self, refusal: Refusal) -> None:
         """End the request: the app is cancelled, and the refusal is its answer."""
@@ -546,6 +544,7 @@ class Pending:
         return message
 
     async def _refused(self, refusal: Refusal) -> Message:
+        logger.info("refused a request from %s: %s", self.address, refusal.code)
         self.stop(refusal)
         await anyio.lowlevel.checkpoint()  # the cancellation lands here
         return {"type": "http.disconnect"}
@@ -567,14 +566,13 @@ class Pending:
         if not message.get("more_body", False):
             self.complete = True
 
-    async def _answer(self, refusal: Refusal) -> None:
+    async def _answer(self, refusal: Refusal, scope: Scope) -> None:
         """The refusal as the answer: a response of its own, or the last event of a started stream."""
         if self.complete:
             return
         if not self.started:
-            await _refuse(refusal, close=True, request_id=self.request_id)(
-                self.http, self._receive, self._send
-            )
+            answer = _refuse(refusal, close=True, request_id=self.request_id)
+            await answer(scope, self._receive, self._send)
         elif self.streaming:
             event = b"event: message\r\ndata: " + refusal.body(self.request_id) + b"\r\n\r\n"
             await self._send({"type": "http.response.body", "body": event, "more_body": False})
