@@ -172,6 +172,7 @@ def collecting_later() -> Iterator[None]:
 def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     """Start the streamable HTTP transport, unless its policy forbids this configuration."""
     from grok_chat_mcp.transports import http  # stdio mode never imports the HTTP transport
+    from grok_chat_mcp.transports.admission import Limits
 
     policy = http.Policy(
         host=args.host,
@@ -183,7 +184,7 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     if problem is not None:
         logger.error("%s", problem)
         sys.exit(2)
-    limits = http.Limits(
+    limits = Limits(
         max_requests=max(1, args.max_requests),
         per_address=max(0, args.max_requests_per_address),
         idle=max(1, args.idle_timeout),

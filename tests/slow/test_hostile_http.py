@@ -25,7 +25,8 @@ from mcp.client.streamable_http import streamable_http_client
 from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.transports.http import Limits, Policy, listening_socket, make_server
+from grok_chat_mcp.transports.admission import Limits
+from grok_chat_mcp.transports.http import Policy, listening_socket, make_server
 from tests.conftest import HELLO
 from tests.slow.test_hostile import LOOPS, MCP_HEADERS, raise_file_limit, tool_result
 from tests.slow.test_http import start_cli
@@ -308,7 +309,7 @@ async def test_sigterm_lets_calls_in_flight_finish_and_refuses_new_ones(
     stand_in: Upstream, tmp_path: Path, loop: str
 ) -> None:
     with cli(stand_in, tmp_path, loop=loop) as server:
-        async with stopping(server, stand_in, 1500) as answers, httpx.AsyncClient(timeout=10) as late:
+        async with stopping(server, stand_in, 3000) as answers, httpx.AsyncClient(timeout=10) as late:
             with anyio.fail_after(10):
                 while (ready := await late.get(f"{server.base}/ready")).status_code == 200:
                     await anyio.sleep(0.02)
