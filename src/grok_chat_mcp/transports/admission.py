@@ -79,7 +79,8 @@ PENDING_KEY = "grok_chat_mcp.pending"
 
 
 class Admission:
-    """ASGI front of :class:`Guard`: which requests are taken, for how long, and the shutdown drain.
+    """ASGI front of the HTTP app (the guard is behind it): which requests are taken, for how long,
+    and the shutdown drain.
 
     A request takes one of ``max_requests`` slots only once its body is complete, so an upload
     that trickles holds none; its body must arrive within the idle timeout of the head and of
@@ -103,7 +104,7 @@ class Admission:
         refusal = self._refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
-        elif scope["path"] == "/health" or scope["method"] == "OPTIONS":
+        elif _unlimited(scope):
             await self.app(scope, receive, send)
         else:
             await self._serve(Pending(self, scope, receive, send), scope)
@@ -114,13 +115,13 @@ class Admission:
             return _refuse(AMBIGUOUS, close=True)
         if scope["path"] == READY_PATH:
             return self._readiness()
-        if scope["path"] == "/health" or scope["method"] == "OPTIONS":
+        if _unlimited(scope):
             return None
         if self.stopping:
             return _refuse(STOPPING, close=True)
         if self.limits.per_address and self.by_address.get(_address(scope), 0) >= self.limits.per_address:
             return _refuse(CROWDED)
-        if self.serving >= self.limits.max_requests:
+        if self.full:
             return _refuse(BUSY)
         return None
 
@@ -183,6 +184,11 @@ def _refuse(refusal: Refusal, *, close: bool = False, request_id: str | int | No
     if close:  # the rest of the request (its body, its framing) is not read
         headers["Connection"] = "close"
     return Response(refusal.body(request_id), refusal.status, headers, media_type="application/json")
+
+
+def _unlimited(scope: Scope) -> bool:
+    """Liveness checks and CORS preflights: never counted, nor refused for load or shutdown."""
+    return bool(scope["path"] == "/health" or scope["method"] == "OPTIONS")
 
 
 def _address(scope: Scope) -> str:
