@@ -2,8 +2,9 @@
 
 The floor is what ``bench/floor_server.py`` does with a stream: ``response.aiter_lines()``, then
 ``json.loads`` of each ``data:`` line and the content joined. Ours is
-:class:`grok_chat_mcp.upstream.sse.CompletionStream` fed from ``response.aiter_raw()``, every bound
-on, and the assembled ``chat.completion`` built. Both read an :class:`httpx.Response` over the
+:class:`grok_chat_mcp.upstream.sse.EventStream` fed from ``response.aiter_raw()`` into
+:class:`grok_chat_mcp.upstream.assembly.Assembly`, every bound on, and the assembled
+``chat.completion`` built. Both read an :class:`httpx.Response` over the
 same pieces of bytes (one event per read, as upstream flushes them, or coalesced reads), taken
 interleaved so machine noise hits both alike. Prints medians, spreads and the ratio; asserts nothing.
 
@@ -22,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from grok_chat_mcp.upstream.sse import CompletionStream
+from grok_chat_mcp.upstream.assembly import Assembly
+from grok_chat_mcp.upstream.sse import EventStream
 
 Run = Callable[[list[bytes]], Coroutine[Any, Any, int]]
 WORDS = ("The", " answer", " is", " forty", "-two", ",", " as", " computed", " by", " Deep", " Thought", ".")
@@ -85,14 +87,13 @@ async def floor(pieces: list[bytes]) -> int:
 
 
 async def ours(pieces: list[bytes]) -> int:
-    stream = CompletionStream()
+    events, assembly = EventStream(), Assembly()
     async for piece in response(pieces).aiter_raw():
-        stream.feed(piece)
-        if stream.done:
+        assembly.take(events.feed(piece))
+        if assembly.done:
             break
-    stream.close()
-    assert stream.done
-    return len(stream.result()["choices"][0]["message"]["content"])
+    assert assembly.done
+    return len(assembly.result()["choices"][0]["message"]["content"])
 
 
 async def wrapped(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -102,11 +103,11 @@ async def wrapped(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 async def ours_wrapped(pieces: list[bytes]) -> int:
     """Ours behind one more async generator (as the client's ``_decoded`` is today)."""
-    stream = CompletionStream()
+    events, assembly = EventStream(), Assembly()
     async for piece in wrapped(response(pieces).aiter_raw()):
-        stream.feed(piece)
-    stream.close()
-    return len(stream.result()["choices"][0]["message"]["content"])
+        assembly.take(events.feed(piece))
+    assembly.take(events.close())
+    return len(assembly.result()["choices"][0]["message"]["content"])
 
 
 def cpu(run: Run, pieces: list[bytes]) -> float:

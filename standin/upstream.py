@@ -56,7 +56,7 @@ SERVED_AS = {"grok-4": "grok-4.3", "grok-3": "grok-4.3"}
 REASONING_REJECTS = ("presence_penalty", "frequency_penalty", "stop")
 EFFORTS = {
     "grok-4.7": ("low", "medium", "high", "xhigh"),
-    "grok-4.5": ("low", "medium", "high"),
+    "grok-4.5": ("low", "medium", "high", "xhigh"),  # xhigh is served as high (xAI reasoning guide)
     "grok-4.3": ("none", "low", "medium", "high"),
 }
 #: Models whose 400 uses the newer wording "Model X does not support parameter Y.".
@@ -76,13 +76,19 @@ XAI_USAGE: dict[str, Any] = {
     "completion_tokens_details": {"reasoning_tokens": 20},
     "cost_in_usd_ticks": 37756000,
 }
+#: xAI's tiers (docs.x.ai priority-processing): ``default``, and ``priority`` billed at twice the
+#: price; the response says which tier served it. ``auto`` is not in xAI's list: served as default.
+SERVICE_TIERS = {"default": "default", "priority": "priority", "auto": "default"}
 #: AceDataCloud's stream usage adds ``input_tokens`` / ``output_tokens``.
 USAGE: dict[str, Any] = {**XAI_USAGE, "input_tokens": 5, "output_tokens": 7}
 
 
-def completion(model: str, content: str) -> dict[str, Any]:
-    """A ``chat.completion`` as upstream returns it; ``model`` is the one that answered."""
-    return {
+def completion(model: str, content: str, service_tier: str | None = None) -> dict[str, Any]:
+    """A ``chat.completion`` as upstream returns it; ``model`` is the one that answered.
+
+    With ``service_tier``, the response names the tier that served it, and priority costs twice.
+    """
+    data: dict[str, Any] = {
         "id": "chatcmpl-local",
         "object": "chat.completion",
         "created": 1764000000,
@@ -92,6 +98,12 @@ def completion(model: str, content: str) -> dict[str, Any]:
         ],
         "usage": XAI_USAGE,
     }
+    tier = SERVICE_TIERS.get(service_tier or "")
+    if tier is not None:
+        data["service_tier"] = tier
+    if tier == "priority":
+        data["usage"] = {**XAI_USAGE, "cost_in_usd_ticks": 2 * XAI_USAGE["cost_in_usd_ticks"]}
+    return data
 
 
 def served_by(model: str) -> str:
@@ -145,6 +157,9 @@ def refusal(
     model = str(body.get("model", ""))
     if model not in MODELS:
         return 400, acedata_error("bad_request", f"The model `{model}` is not supported.")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        return 400, acedata_error("bad_request", f"Invalid service_tier `{tier}`.")
     for key in (*REASONING_REJECTS, *sorted((rejects or {}).get(model, ()))):
         if key in body:
             return 400, xai_rejection(model, camel(key))
@@ -172,7 +187,9 @@ def camel(name: str) -> str:
 
 def xai_rejection(model: str, argument: str) -> dict[str, Any]:
     """xAI's body, passed through: the older wording, and the newer one of grok-4.5 and later."""
-    if model in NEW_WORDING:
+    if argument == "serviceTier":  # as reported by NousResearch/hermes-agent#28490
+        message = "Argument not supported: service_tier"
+    elif model in NEW_WORDING:
         message = f"Model {model} does not support parameter {argument}."
     else:
         message = f"Argument not supported on this model: {argument}"
@@ -191,6 +208,10 @@ class Upstream:
     """Runs the stand-in in a background thread; use as a context manager."""
 
     host: str = "127.0.0.1"
+    #: The port to listen on; 0 picks a free one.
+    port: int = 0
+    #: Whether to keep every request in ``requests`` (tests); off for ``python -m standin``.
+    record: bool = True
     requests: list[Recorded] = field(default_factory=list)
     #: More arguments each model refuses, e.g. ``{"grok-4.7": {"reasoning_effort"}}``.
     rejects: dict[str, set[str]] = field(default_factory=dict)
@@ -208,7 +229,7 @@ class Upstream:
         class Handler(_Handler):
             owner = upstream
 
-        self._server = _Server((self.host, 0), Handler)
+        self._server = _Server((self.host, self.port), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         ).start()
@@ -240,7 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         headers = {name.title(): value for name, value in self.headers.items()}  # case as most tests spell it
-        self.owner.requests.append(Recorded(self.path, headers, body))
+        if self.owner.record:
+            self.owner.requests.append(Recorded(self.path, headers, body))
         path = urlsplit(self.path).path  # also as a forward proxy, which is sent the whole URL
         scenario = path.strip("/").split("/")[0]
         user = str(body.get("user", ""))
@@ -252,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self._json(*refused)
         elif name == "ok":
-            self._json(200, completion(model, "pong"))
+            self._json(200, completion(model, "pong", body.get("service_tier")))
         elif name == "tool-call":
             self._json(200, tool_call_completion(model))
         elif name == "slow":

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,10 +33,28 @@ HELLO = [{"role": "user", "content": "hi"}]
 SCRIPT = shutil.which("grok-chat-mcp", path=str(Path(sys.executable).parent)) or "grok-chat-mcp"
 
 
+#: No test writes to the real home: the default conversation file (config.state_dir) of every
+#: server and --check the tests start, in or out of process, lands here.
+STATE_HOME = Path(tempfile.mkdtemp(prefix="grok-chat-mcp-state-"))
+os.environ["XDG_STATE_HOME"] = str(STATE_HOME)
+os.environ["LOCALAPPDATA"] = str(STATE_HOME)
+atexit.register(shutil.rmtree, STATE_HOME, ignore_errors=True)
+
+
 def server_env(base_url: str, **extra: str) -> dict[str, str]:
-    """The environment for a server process: this one's, with our variables set and no strays."""
+    """The environment for a server process: this one's, with our variables set and no strays.
+
+    Conversations stay in the server's memory unless ``extra`` names a ``GROK_STORE`` (an empty
+    one: the default per-user file, under ``STATE_HOME``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACEDATACLOUD_", "GROK_", "LOG_LEVEL"))}
-    env.update({"ACEDATACLOUD_API_TOKEN": TOKEN, "ACEDATACLOUD_API_BASE_URL": base_url, **extra})
+    env.update(
+        {
+            "ACEDATACLOUD_API_TOKEN": TOKEN,
+            "ACEDATACLOUD_API_BASE_URL": base_url,
+            "GROK_STORE": "memory",
+            **extra,
+        }
+    )
     return env
 
 

@@ -1,32 +1,31 @@
 """Calls whose answers outlive the tool call: run in the background, stored, collected by id.
 
-A call runs in a task of its own. The tool call that started it waits up to
-``GROK_RETURN_AFTER`` seconds; past that it returns ``status: "running"`` and the call goes on
-(bounded by ``GROK_CALL_TIMEOUT``). Its answer, or its error, lands in the store, where any tool
-call with the conversation's id (on any replica sharing the store) collects it.
+A call's job runs in the task group the server's lifespan owns. The tool call that started it
+waits up to a limit (``GROK_RETURN_AFTER``, or the short task wait for clients that speak the
+Tasks extension); past that the tool call returns and the job goes on, bounded by
+``GROK_CALL_TIMEOUT``. The job renews its lease in the store while it runs and stores its answer
+or its error there, where any replica sharing the store finds it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp_types import CallToolResult
 
 from grok_chat_mcp import results
 from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.redaction import Secrets
-from grok_chat_mcp.store import Store
+from grok_chat_mcp.store import Limits, Store, StoreError
 
 logger = logging.getLogger(__name__)
-
-#: Seconds between progress updates written to the store (seen by collectors on other replicas).
-STORE_PROGRESS_EVERY = 2.0
 
 Job = Callable[[], Awaitable[CallToolResult]]
 INTERNAL_ERROR = GrokError(
@@ -34,125 +33,198 @@ INTERNAL_ERROR = GrokError(
     "the server failed while handling this call (its log has the details).",
     "Call again; if it keeps failing, report it with the server's log.",
 )
+SHUTTING_DOWN = "Cancelled: the server is shutting down."
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call: who pays, where its conversation is kept, what to hide, where progress goes."""
+
+    #: The hash of the token that pays (the request's own, else the server's).
+    owner: str
+    #: The request's own upstream token (None: the server's configured one).
+    token: str | None
+    secrets: Secrets
+    relay: ProgressRelay | None = None
+    conversation_id: str | None = None
+
+
+class Chars:
+    """Characters of the answer received so far, for the store's progress and the running result."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Calls:
-    """Starts calls and collects their answers.
-
-    Each call's job runs in a task of its own, created on the event loop directly rather than in
-    an anyio task group (a tenth of the cost per call; the server runs on asyncio or uvloop only):
-    the job must be able to outlive the tool call that started it. :meth:`aclose` cancels the jobs
-    still running and waits for them, as leaving a task group would.
-    """
+    """Starts calls in the lifespan's task group, collects their answers, cancels them by id."""
 
     def __init__(
         self,
         store: Store | None,
+        tasks: TaskGroup,
         *,
+        limits: Limits,
         return_after: float,
         call_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self._return_after = return_after if store is not None and return_after > 0 else math.inf
+        self.limits = limits
+        self.return_after = return_after if store is not None and return_after > 0 else float("inf")
+        self._tasks = tasks
         self._call_timeout = call_timeout
         self._clock = clock
-        self._jobs: dict[asyncio.Task[None], anyio.CancelScope] = {}
-        self._closed = False
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._jobs = 0
+        self._idle = anyio.Event()
+        self._idle.set()
 
-    async def start(
-        self, job: Job, conversation_id: str | None, relay: ProgressRelay | None, secrets: Secrets
-    ) -> CallToolResult:
-        """Run ``job`` (which stores its own answer); its result, or ``running`` after the soft limit.
+    async def start(self, job: Job, call: Call, wait: float) -> CallToolResult | None:
+        """Run ``job`` (which stores its own answer); its result, or None once ``wait`` has passed.
 
         Cancelling the tool call before then cancels the job, which closes the upstream request.
         """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()  # True: the job ended; False: the soft limit
-        outcome: list[CallToolResult | GrokError] = []
+        done = anyio.Event()
+        outcome: list[CallToolResult] = []
         scope = anyio.CancelScope()
-        started = self._clock()
 
         async def run() -> None:
-            with scope:
-                try:
-                    outcome.append(await job())
-                except GrokError as exc:
-                    outcome.append(exc)
-                except Exception:  # a bug must not take the server (and every other call) down
-                    logger.exception("a call failed unexpectedly")
-                    outcome.append(INTERNAL_ERROR)
-            if not done.done():
-                done.set_result(True)
+            try:
+                with scope:
+                    outcome.append(await _guarded(job, call.secrets))
+            finally:
+                done.set()
+                self._finished(call.conversation_id, scope)
 
-        if self._closed:
-            scope.cancel()
-        task = loop.create_task(run())
-        self._jobs[task] = scope
-        task.add_done_callback(self._forget)
-        timer = (
-            loop.call_later(self._return_after, _settle, done, False)
-            if self._return_after != math.inf
-            else None
-        )
+        self._started(call.conversation_id, scope)
+        self._tasks.start_soon(run)
         try:
-            finished = await done
+            with anyio.move_on_after(
+                wait if self.store is not None and call.conversation_id else float("inf")
+            ):
+                await done.wait()
         except anyio.get_cancelled_exc_class():
             scope.cancel()
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if not finished:
-            assert conversation_id is not None  # early returns need a store
-            if relay is not None:
-                relay.detach()
-            chars = relay.chars if relay is not None else 0
-            logger.info("call in %s still running; returned early", conversation_id)
-            return results.running(conversation_id, self._clock() - started, chars)
-        if not outcome:  # the job was cancelled (shutdown)
-            return results.error("Cancelled: the server is shutting down.")
-        first = outcome[0]
-        if isinstance(first, GrokError):
-            return results.error(str(first), secrets)
-        return first
+        if not done.is_set():
+            if call.relay is not None:
+                call.relay.detach()
+            logger.debug("call in %s still running; returned early", call.conversation_id)
+            return None
+        return outcome[0] if outcome else results.error(SHUTTING_DOWN)
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._jobs.pop(task, None)
+    def _started(self, conversation_id: str | None, scope: anyio.CancelScope) -> None:
+        self._jobs += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if conversation_id is not None:
+            self._scopes[conversation_id] = scope
 
-    async def aclose(self) -> None:
-        """Cancel the jobs still running and wait for them (they record the cancellation)."""
-        self._closed = True
-        while self._jobs:
-            tasks = list(self._jobs)
-            for scope in self._jobs.values():
-                scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(tasks)
+    def _finished(self, conversation_id: str | None, scope: anyio.CancelScope) -> None:
+        self._jobs -= 1
+        if conversation_id is not None and self._scopes.get(conversation_id) is scope:
+            del self._scopes[conversation_id]
+        if not self._jobs:
+            self._idle.set()
 
-    async def collect(
-        self, owner: str, conversation_id: str, secrets: Secrets, relay: ProgressRelay | None
-    ) -> CallToolResult:
+    def cancel_here(self, conversation_id: str) -> bool:
+        """Cancel the call running in ``conversation_id`` in this process; False if there is none."""
+        scope = self._scopes.get(conversation_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        logger.info("cancelled a running call at the client's request")
+        return True
+
+    def cancel(self, conversation_id: str) -> None:
+        """Cancel the call running in ``conversation_id``, here or in the process running it."""
+        if not self.cancel_here(conversation_id):
+            self.forward_cancel(conversation_id)
+
+    def forward_cancel(self, key: str) -> None:
+        """Pass a cancel this process cannot serve to the other replicas sharing the store, from
+        the lifespan's task group: the request that brought it may end before it is sent."""
+        if self.store is not None:
+            logger.debug("passing a cancel for %s on to the other replicas", key)
+            self._tasks.start_soon(self._forward, self.store, key)
+
+    @staticmethod
+    async def _forward(store: Store, key: str) -> None:
+        with best_effort("passing a cancel on to the replica running the call"):
+            await store.cancel(key)
+
+    async def drained(self) -> None:
+        """Return once no call is running in this process."""
+        while not self._idle.is_set():
+            await self._idle.wait()
+
+    async def collect(self, call: Call, conversation_id: str) -> CallToolResult:
         """The conversation's answer once its call is done (waiting up to the soft limit)."""
         assert self.store is not None
-        conversation = await self.store.get(owner, conversation_id)
+        conversation = await self.store.get(call.owner, conversation_id)
         if conversation.running:
-            wait = min(self._return_after, self._call_timeout)
-            if relay is None:
-                conversation = await self.store.wait(owner, conversation_id, wait)
+            wait = min(self.return_after, self._call_timeout)
+            if call.relay is None:
+                conversation = await self.store.wait(call.owner, conversation_id, wait)
             else:
-                async with relay.running():
-                    conversation = await self.store.wait(owner, conversation_id, wait)
+                async with call.relay.running():
+                    conversation = await self.store.wait(call.owner, conversation_id, wait)
         if conversation.running:
             seconds = self._clock() - (conversation.started_at or self._clock())
             return results.running(conversation_id, seconds, conversation.chars)
         if conversation.error is not None:
-            return results.error(conversation.error, secrets)
+            return results.error(conversation.error, call.secrets)
         if conversation.answer is None:
             return results.error(f"Conversation {conversation_id} has no answer yet: send a message with it.")
-        return results.success(conversation.answer, secrets)
+        return results.success(conversation.answer, call.secrets)
+
+    @asynccontextmanager
+    async def leased(self, conversation_id: str | None, chars: Chars) -> AsyncIterator[None]:
+        """While inside, the call's lease is renewed (with the characters received so far)."""
+        store = self.store
+        if store is None or conversation_id is None:
+            yield
+            return
+        every = self.limits.lease / 4
+
+        async def renew() -> None:
+            warned = False
+            while True:
+                await anyio.sleep(every)
+                try:
+                    await store.progress(conversation_id, chars.count)
+                except StoreError as exc:
+                    if not warned:
+                        logger.warning("could not renew a running call's lease in the store: %s", exc)
+                        warned = True
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(renew)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
 
 
-def _settle(done: asyncio.Future[bool], finished: bool) -> None:
-    if not done.done():
-        done.set_result(finished)
+async def _guarded(job: Job, secrets: Secrets) -> CallToolResult:
+    """The job's result; a failure as a tool error (a bug must not take the server down)."""
+    failure: BaseException = INTERNAL_ERROR
+    try:
+        return await job()
+    except* GrokError as group:
+        failure = group.exceptions[0]
+    except* Exception:
+        logger.exception("a call failed unexpectedly")
+    return results.error(str(failure), secrets)
+
+
+@contextmanager
+def best_effort(what: str) -> Iterator[list[str]]:
+    """Run a store write whose failure must not cost the caller the answer: the failure is logged
+    once and reported in the list yielded (empty when the write succeeded)."""
+    failures: list[str] = []
+    try:
+        yield failures
+    except StoreError as exc:
+        logger.warning("%s failed: %s", what, exc)
+        failures.append(str(exc))

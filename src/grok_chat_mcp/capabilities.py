@@ -10,19 +10,21 @@ Sources (read 2026-11-30; the full list, and what could not be confirmed, is in 
 docs.x.ai reasoning guide (grok-4.3 effort none/low/medium/high, default low; grok-4.20-multi-agent
 low..xhigh = 4 or 16 agents; reasoning models reject presencePenalty, frequencyPenalty, stop);
 docs.x.ai migration/may-15-retirement (grok-3, grok-4-0709 retired, replaced by grok-4.3);
-docs.x.ai cost-tracking (``cost_in_usd_ticks``, 10^10 ticks per USD); Vercel AI SDK
+docs.x.ai cost-tracking (``cost_in_usd_ticks``, 10^10 ticks per USD); docs.x.ai pricing (the price
+table) and priority-processing (``service_tier``); Vercel AI SDK
 ``packages/xai/src/supports-reasoning-effort.ts`` (grok-4.20 reasoning/non-reasoning reject every
 effort) and ``xai-chat-model-capabilities.ts``; issues quoting xAI for grok-4.5 (low..high),
-grok-4.6 and grok-4.7 (low..xhigh); AceDataCloud's MCPs CHANGELOG (names retired 2026-07-27).
+grok-4.6 and grok-4.7 (low..xhigh); docs.x.ai reasoning guide as quoted by inspect_ai (grok-4.5 treats
+xhigh as high); issues quoting the 400 "Multi Agent requests are not allowed on chat completions";
+AceDataCloud's MCPs CHANGELOG (names retired 2026-07-27).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
 #: A reasoning_effort value the tool accepts.
@@ -32,6 +34,34 @@ EFFORTS: Final[tuple[str, ...]] = get_args(Effort)
 DEFAULT_MODEL: Final = "grok-4"
 
 Status = Literal["current", "redirect", "xai", "retired"]
+#: A service_tier value the tool accepts.
+ServiceTier = Literal["auto", "default", "priority"]
+#: xAI bills a priority answer at twice the standard token price (docs/models.md, prices).
+PRIORITY_MULTIPLIER: Final = 2
+USD_PER_TICK: Final = 1e-10
+
+
+@dataclass(frozen=True)
+class Price:
+    """xAI's list price in USD per million tokens; from ``long_from`` prompt tokens on, every token of
+    the request costs twice as much (docs.x.ai pricing, "long context")."""
+
+    input: float
+    cached: float
+    output: float
+    long_from: int = 200_000
+
+    def ticks(self, prompt: int, cached: int, output: int) -> int:
+        """The cost of these tokens in ticks (10^-10 USD); ``output`` counts reasoning tokens too."""
+        factor = 2 if prompt >= self.long_from else 1
+        usd = (max(prompt - cached, 0) * self.input + cached * self.cached + output * self.output) / 1e6
+        return round(usd * factor / USD_PER_TICK)
+
+
+#: docs.x.ai/developers/pricing, read 2026-12-07 (docs/models.md lists the sources).
+_PRICE_47_46: Final = Price(2.00, 0.50, 6.00)
+_PRICE_45: Final = Price(2.00, 0.30, 6.00)
+_PRICE_43: Final = Price(1.25, 0.20, 2.50)
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,14 @@ class Capabilities:
     retired: str | None = None
     #: What effort means when it is not depth of thought.
     effort_meaning: str = ""
+    #: Effort values the model takes but serves as another one (``{"xhigh": "high"}``).
+    effort_as: Mapping[str, str] = field(default_factory=dict)
+    #: A redirect's effort when none is sent (xAI's rule: ``low`` for reasoning models).
+    served_effort: str | None = None
+    #: Said in the notes of every call to this model.
+    remark: str = ""
+    #: List price (a redirect is billed at its target's).
+    price: Price | None = None
 
 
 def _efforts(low: str, high: str) -> frozenset[str]:
@@ -70,10 +108,27 @@ def _model(
     served_by: str | None = None,
     retired: str | None = None,
     effort_meaning: str = "",
+    effort_as: Mapping[str, str] | None = None,
+    served_effort: str | None = None,
+    remark: str = "",
+    price: Price | None = None,
 ) -> Capabilities:
     """A table entry; the keyword defaults are those of a reasoning model that takes images."""
     return Capabilities(
-        name, status, efforts, default_effort, penalties, stop, images, served_by, retired, effort_meaning
+        name,
+        status,
+        efforts,
+        default_effort,
+        penalties,
+        stop,
+        images,
+        served_by,
+        retired,
+        effort_meaning,
+        dict(effort_as or {}),
+        served_effort,
+        remark,
+        price,
     )
 
 
@@ -82,21 +137,48 @@ _RETIRED_ON_ACEDATA: Final = "2026-07-27"
 _TABLE: Final[dict[str, Capabilities]] = {
     c.name: c
     for c in (
-        _model("grok-4.7", "current", _efforts("low", "xhigh"), "high"),
-        _model("grok-4.5", "current", _efforts("low", "high"), "high"),
+        _model("grok-4.7", "current", _efforts("low", "xhigh"), "high", price=_PRICE_47_46),
+        _model(
+            "grok-4.5",
+            "current",
+            _efforts("low", "high"),
+            "high",
+            effort_as={"xhigh": "high"},
+            price=_PRICE_45,
+        ),
         # Redirects: xAI retired both names on 2026-05-15 and answers them with grok-4.3 (effort
-        # none..high). That AceDataCloud passes effort through is unconfirmed: sent, upstream decides.
-        _model("grok-4", "redirect", None, served_by="grok-4.3"),
-        _model("grok-3", "redirect", None, images=None, served_by="grok-4.3"),
-        _model("grok-4.6", "xai", _efforts("low", "xhigh"), "high"),
-        _model("grok-4.3", "xai", _efforts("none", "high"), "low"),
-        _model("grok-4.20-reasoning", "xai", frozenset()),
-        _model("grok-4.20-non-reasoning", "xai", frozenset(), penalties=True, stop=True),
+        # none..high): a reasoning model at low effort, a non-reasoning one with none. That
+        # AceDataCloud passes effort through is unconfirmed: sent, upstream decides.
+        _model(
+            "grok-4",
+            "redirect",
+            None,
+            served_by="grok-4.3",
+            served_effort="low",
+            price=_PRICE_43,
+        ),
+        _model(
+            "grok-3",
+            "redirect",
+            None,
+            images=None,
+            served_by="grok-4.3",
+            served_effort="none",
+            price=_PRICE_43,
+        ),
+        _model("grok-4.6", "xai", _efforts("low", "xhigh"), "high", price=_PRICE_47_46),
+        _model("grok-4.3", "xai", _efforts("none", "high"), "low", price=_PRICE_43),
+        _model("grok-4.20-reasoning", "xai", frozenset(), price=_PRICE_43),
+        _model("grok-4.20-non-reasoning", "xai", frozenset(), penalties=True, stop=True, price=_PRICE_43),
         _model(
             "grok-4.20-multi-agent",
             "xai",
             _efforts("low", "xhigh"),
             effort_meaning="agents: 4 for low/medium, 16 for high/xhigh",
+            remark="grok-4.20-multi-agent is reported to work through xAI's Responses API only; chat "
+            "completions have answered it with 400 'Multi Agent requests are not allowed on chat "
+            "completions'.",
+            price=_PRICE_43,
         ),
         *(
             _model(
@@ -115,6 +197,10 @@ _TABLE: Final[dict[str, Capabilities]] = {
 #: What AceDataCloud serves today, newest first (its chat-model enum and the tool contract).
 CURRENT_MODELS: Final = tuple(name for name, c in _TABLE.items() if c.status in ("current", "redirect"))
 RETIRED_MODELS: Final = {name: c.retired for name, c in _TABLE.items() if c.retired}
+#: The served names another model answers (xAI's 2026-05-15 redirects).
+REDIRECTS: Final = tuple(name for name in CURRENT_MODELS if _TABLE[name].served_by)
+#: How sure the redirects' effort is: xAI's rule, for names AceDataCloud passes on.
+REDIRECT_SURENESS: Final = "xAI's redirect rule; AceDataCloud has not confirmed it"
 
 #: Alias parts: ``-latest``, ``-beta``, ``-experimental`` and dates (``-0309``, ``-2025-07-09``,
 #: ``-20250709``), wherever they stand: ``grok-4.20-0309-reasoning`` -> ``grok-4.20-reasoning``.
@@ -124,6 +210,11 @@ _ALIAS = re.compile(r"-(?:latest|beta|experimental|\d{4}-\d{2}-\d{2}|\d{8}|\d{4}
 def canonical(model: str) -> str:
     """The model name without alias parts, lower case: ``grok-4-0709`` -> ``grok-4``."""
     return _ALIAS.sub("", model.strip().lower())
+
+
+def models() -> tuple[Capabilities, ...]:
+    """The whole table: served models first, then xAI's others, then the retired names."""
+    return tuple(_TABLE.values())
 
 
 def lookup(model: str) -> Capabilities | None:
@@ -153,13 +244,44 @@ def models_phrase() -> str:
     return f"{DEFAULT_MODEL} by default; {others[0]} (newest), {', '.join(others[1:])}"
 
 
+def redirects_phrase() -> str:
+    """What answers the redirected names, one sentence for the tool description: ``grok-4 is
+    answered by grok-4.3 at low effort, grok-3 by grok-4.3 with reasoning off, unless ...``."""
+    parts = [f"{name} by {_TABLE[name].served_by} {served_how(name)}" for name in REDIRECTS]
+    return f"{parts[0].replace(' by ', ' is answered by ', 1)}, {', '.join(parts[1:])}, unless " + (
+        f"reasoning_effort is sent ({REDIRECT_SURENESS})."
+    )
+
+
+def effort_aliases_phrase() -> str:
+    """``grok-4.5 treats reasoning_effort xhigh as high.``, for the served models that do so."""
+    return " ".join(
+        f"{name} treats reasoning_effort {value} as {means}."
+        for name in CURRENT_MODELS
+        for value, means in _TABLE[name].effort_as.items()
+    )
+
+
+def served_how(model: str) -> str:
+    """How a redirect's target answers when no effort is sent: ``at low effort``."""
+    caps = lookup(model)
+    effort = caps.served_effort if caps is not None else None
+    return "with reasoning off" if effort == "none" else f"at {effort} effort" if effort else ""
+
+
+def price_of(model: str) -> Price | None:
+    """The list price that bills ``model`` (a redirect's target's), or None for an unknown name."""
+    caps = lookup(model)
+    return caps.price if caps is not None else None
+
+
 def model_description() -> str:
     """The ``model`` parameter's description, from the table."""
     served = []
     for name in CURRENT_MODELS:
         caps = _TABLE[name]
         if caps.served_by:
-            served.append(f"{name} (answered by {caps.served_by})")
+            served.append(f"{name} (answered by {caps.served_by}, effort {caps.served_effort} unless sent)")
         else:
             served.append(f"{name} (effort {_span(caps.efforts or ())}, default {caps.default_effort})")
     unsure = [name for name in CURRENT_MODELS if _TABLE[name].images is None]
@@ -168,7 +290,8 @@ def model_description() -> str:
         f"The Grok chat model, default {DEFAULT_MODEL}. Served: {', '.join(served)}; "
         f"{', '.join(image_models())} take images"
         + (f" ({', '.join(unsure)}: unconfirmed)" if unsure else "")
-        + f". xAI also has {xai}. Names retired on {_RETIRED_ON_ACEDATA} are refused: "
+        + f". xAI also has {xai} (multi-agent reportedly through the Responses API only). Names retired "
+        f"on {_RETIRED_ON_ACEDATA} are refused: "
         f"{', '.join(RETIRED_MODELS)}. "
         "Any other name is sent as given."
     )
@@ -180,11 +303,18 @@ def effort_description() -> str:
     for name, caps in _TABLE.items():
         if caps.efforts and caps.status != "retired":
             groups.setdefault(caps.efforts, []).append(name)
-    takes = "; ".join(f"{'/'.join(names)} {_span(efforts)}" for efforts, names in groups.items())
+    takes = "; ".join(
+        f"{'/'.join(names)} {_span(efforts)}{_as_phrase(names)}" for efforts, names in groups.items()
+    )
     return (
         f"How hard the model thinks (lower is cheaper and faster): {takes} (on multi-agent, the number "
         "of agents). A value the model is known to reject is not sent; the result's notes say so."
     )
+
+
+def _as_phrase(names: Iterable[str]) -> str:
+    served_as = {k: v for name in names for k, v in _TABLE[name].effort_as.items()}
+    return "".join(f" ({value} is treated as {means})" for value, means in served_as.items())
 
 
 def _span(efforts: Iterable[str]) -> str:
@@ -229,24 +359,29 @@ DROPPABLE: Final = frozenset(
         "n",
         "logprobs",
         "top_logprobs",
+        "service_tier",
     }
 )
 
 _UNSUPPORTED = re.compile(
-    r"Argument not supported on this model: (?P<a>\w+)|does not support parameter (?P<b>\w+)"
+    r"Argument not supported(?: on this model)?: (?P<a>\w+)|does not support parameter (?P<b>\w+)"
 )
 
 
-def unsupported_argument(message: str) -> str | None:
-    """The tool argument an upstream 400 says the model does not support, or None.
+def rejected_argument(message: str) -> str | None:
+    """The tool argument an upstream error message says the model does not support, or None.
 
-    Both wordings: ``Argument not supported on this model: presencePenalty`` and
-    ``Model X does not support parameter reasoningEffort.``; only droppable arguments are named.
+    The wordings: ``Argument not supported on this model: presencePenalty``,
+    ``Model X does not support parameter reasoningEffort.`` and ``Argument not supported:
+    service_tier``.
     """
     match = _UNSUPPORTED.search(message)
-    if match is None:
-        return None
-    name = snake(match.group("a") or match.group("b"))
+    return None if match is None else snake(match.group("a") or match.group("b"))
+
+
+def unsupported_argument(message: str) -> str | None:
+    """:func:`rejected_argument`, when it names an argument the server may drop and retry without."""
+    name = rejected_argument(message)
     return name if name in DROPPABLE else None
 
 
@@ -286,6 +421,7 @@ class Table:
         caps = lookup(model)
         learned = self.learned(model)
         drops: dict[str, str] = {}
+        notes_first: list[str] = [caps.remark] if caps is not None and caps.remark else []
         for key in payload:
             if key in learned:
                 drops[key] = f"{key} not sent: upstream rejected it for {model} earlier in this session."
@@ -293,6 +429,10 @@ class Table:
         if effort is not None and "reasoning_effort" not in drops and caps and caps.efforts is not None:
             if not caps.efforts:
                 drops["reasoning_effort"] = f"reasoning_effort not sent: {model} has no effort setting."
+            elif effort in caps.effort_as:
+                notes_first.append(
+                    f"reasoning_effort '{effort}': {model} treats it as '{caps.effort_as[effort]}'."
+                )
             elif effort not in caps.efforts:
                 drops["reasoning_effort"] = (
                     f"reasoning_effort '{effort}' not sent: {model} takes {_listed(caps.efforts)}."
@@ -306,7 +446,7 @@ class Table:
                 if accepted is False and key in payload and key not in drops:
                     drops[key] = f"{key} not sent: {model} is a reasoning model and rejects it."
         adapted = {k: v for k, v in payload.items() if k not in drops}
-        notes = list(drops.values())
+        notes = [*notes_first, *drops.values()]
         if caps is not None:
             adapted, where = _strip_names(adapted)
             if where:
@@ -347,65 +487,3 @@ def _strip_names(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if not where:
         return payload, []
     return {**payload, "messages": out}, where
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of ``grok-chat-mcp --models``."""
-
-    model: str
-    status: str
-    efforts: str
-    default_effort: str
-    images: str
-    penalties_stop: str
-
-
-def rows() -> list[Row]:
-    """The table for people and scripts, current models first."""
-
-    def yes_no(value: bool | None) -> str:
-        return "unsure" if value is None else ("yes" if value else "no")
-
-    out = []
-    for name, caps in _TABLE.items():
-        if caps.status == "retired":
-            status = f"retired {caps.retired}"
-        elif caps.served_by:
-            status = f"served, answered by {caps.served_by}"
-        else:
-            status = "served" if caps.status == "current" else "xAI (not listed by AceDataCloud)"
-        if caps.efforts is None:
-            efforts = "unsure (sent)" if caps.status != "retired" else "-"
-        else:
-            efforts = _listed(caps.efforts) or "not accepted"
-            if caps.effort_meaning:
-                efforts += f" ({caps.effort_meaning})"
-        penalties = caps.penalties if caps.penalties == caps.stop else None
-        out.append(
-            Row(
-                name,
-                status,
-                efforts,
-                caps.default_effort or "-",
-                "-" if caps.status == "retired" else yes_no(caps.images),
-                "-" if caps.status == "retired" else yes_no(penalties),
-            )
-        )
-    return out
-
-
-_HEADERS = ("model", "status", "reasoning_effort", "default", "images", "penalties/stop")
-
-
-def render(table: Iterable[Row], as_json: bool = False) -> str:
-    """The rows as aligned text columns, or as a JSON array of objects (``as_json``)."""
-    lines = [(r.model, r.status, r.efforts, r.default_effort, r.images, r.penalties_stop) for r in table]
-    if as_json:
-        keys = ("model", "status", "reasoning_effort", "default_effort", "images", "penalties_stop")
-        return json.dumps([dict(zip(keys, line, strict=True)) for line in lines], indent=2) + "\n"
-    widths = [max(len(cell) for cell in column) for column in zip(_HEADERS, *lines, strict=True)]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n"
-        for line in (_HEADERS, *lines)
-    )

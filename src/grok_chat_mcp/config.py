@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,10 @@ DEFAULT_CALL_TIMEOUT = 1800.0
 DEFAULT_MAX_RETRIES = 2
 MAX_RETRIES_CAP = 10
 DEFAULT_RETURN_AFTER = 45.0
+#: The store of a ``Settings`` built in code (tests, benchmarks); the environment's default is
+#: the per-user file of :func:`default_store`.
 DEFAULT_STORE = "memory"
+STORE_FILE = "conversations.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
@@ -26,12 +30,39 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     (BASE_URL_VAR, DEFAULT_BASE_URL, "API base URL (http:// or https://)"),
     ("GROK_REQUEST_TIMEOUT", "900", "seconds to wait for upstream data (read timeout)"),
     ("GROK_CALL_TIMEOUT", "1800", "seconds one call may take in all, retries included (deadline)"),
-    ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables)"),
+    ("GROK_MAX_RETRIES", "2", "retries on 429/500/502/503 and connection failures (0 disables, at most 10)"),
     ("GROK_RETURN_AFTER", "45", "seconds after which a running call returns status 'running' (0: never)"),
-    ("GROK_STORE", DEFAULT_STORE, "conversations: memory, sqlite:///path, redis://..., rediss://... or off"),
+    (
+        "GROK_STORE",
+        f"a per-user file, {STORE_FILE}",
+        "conversations, tasks, budgets, sign-ins: sqlite:///path, memory, redis://..., rediss://... or off",
+    ),
+    (
+        "GROK_BUDGET",
+        "(none)",
+        "spend cap per token and UTC window: <amount>usd/<hour|day|month>, e.g. 5usd/day",
+    ),
+    ("GROK_CONFIRM_CALLS", "0", "1: hosts ask the user before every call (no read-only hint)"),
     ("LOG_LEVEL", "INFO", "stderr log level: DEBUG, INFO, WARNING, ERROR"),
     ("GROK_EVENT_LOOP", "auto", "auto (uvloop where installed), uvloop or asyncio"),
+    ("GROK_OAUTH_KEY", "(none)", "--auth oauth: Fernet key(s) that encrypt stored AceDataCloud tokens"),
 )
+
+
+def state_dir(environ: Mapping[str, str]) -> Path:
+    """This user's state directory for grok-chat-mcp, where the default conversation file lives."""
+    if sys.platform == "win32":
+        base = environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "grok-chat-mcp"
+
+
+def default_store(environ: Mapping[str, str]) -> str:
+    """``GROK_STORE`` when unset: an SQLite file in :func:`state_dir`, so follow-ups survive restarts."""
+    return f"sqlite://{(state_dir(environ) / STORE_FILE).as_posix()}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +79,12 @@ class Settings:
     store: str = DEFAULT_STORE
     log_level: str = "INFO"
     event_loop: str = "auto"
+    #: ``--auth oauth``: the Fernet key(s) that encrypt stored AceDataCloud tokens.
+    oauth_key: str | None = field(default=None, repr=False)
+    #: ``GROK_BUDGET`` as given (``5usd/day``); a value that does not parse refuses every call.
+    budget: str | None = None
+    #: ``GROK_CONFIRM_CALLS``: the tool is marked as needing the user's confirmation.
+    confirm_calls: bool = False
     #: Where each variable's value came from: "environment", the .env path, or "default".
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Values that were refused and replaced by the default, with the reason.
@@ -91,6 +128,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     retries = reader.number("GROK_MAX_RETRIES", DEFAULT_MAX_RETRIES, whole=True, cap=MAX_RETRIES_CAP)
     level = (reader.get("LOG_LEVEL") or "INFO").upper()
     level = "WARNING" if level == "WARN" else level
+    budget = reader.get("GROK_BUDGET")
+    if budget is not None:
+        from grok_chat_mcp.budget import parse
+
+        try:
+            parse(budget)
+        except ValueError as exc:
+            reader.replaced["GROK_BUDGET"] = f"{exc}; every call is refused until it is fixed"
     return Settings(
         api_token=token,
         base_url=base_url.rstrip("/"),
@@ -99,11 +144,16 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         call_timeout=reader.number("GROK_CALL_TIMEOUT", DEFAULT_CALL_TIMEOUT, positive=True),
         max_retries=int(retries),
         return_after=reader.number("GROK_RETURN_AFTER", DEFAULT_RETURN_AFTER),
-        store=reader.choice("GROK_STORE", DEFAULT_STORE, prefixes=("sqlite:///", "redis://", "rediss://")),
+        store=reader.choice(
+            "GROK_STORE", default_store(environ), prefixes=("sqlite:///", "redis://", "rediss://")
+        ),
         log_level=reader.check("LOG_LEVEL", level, LOG_LEVELS, "INFO"),
         event_loop=reader.check(
             "GROK_EVENT_LOOP", (reader.get("GROK_EVENT_LOOP") or "auto").lower(), EVENT_LOOPS, "auto"
         ),
+        oauth_key=reader.get("GROK_OAUTH_KEY"),
+        budget=budget,
+        confirm_calls=reader.flag("GROK_CONFIRM_CALLS"),
         sources=reader.sources,
         replaced=reader.replaced,
         problem=problem,
@@ -159,6 +209,15 @@ class _Reader:
             self._replace(name, raw, "is too many", f"{cap:g}")
             return cap
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.get(name)
+        if raw is None or raw.lower() in ("0", "false", "no", "off"):
+            return False
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        self._replace(name, raw, "is not 1 or 0", "0")
+        return False
 
     def check(self, name: str, value: str, allowed: tuple[str, ...], default: str) -> str:
         if value in allowed:

@@ -1,17 +1,21 @@
 """stderr logging with secrets removed. Configured once by the CLI, never at import time.
 
 Every record is redacted after formatting (message, arguments, traceback): the server's token, the
-most recent per-request tokens seen over HTTP, and any ``Bearer`` credential written out.
+most recent per-request tokens seen over HTTP, and any ``Bearer`` credential written out; above
+DEBUG, conversation ids too (they let whoever holds the token collect the answer).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from grok_chat_mcp.redaction import Remembered, Secrets
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: A conversation (or task) id: whoever reads it may collect the answer, so it is logged at DEBUG only.
+_CONVERSATION_ID = re.compile(r"conv_[A-Za-z0-9_-]{8,64}")
 #: Per-request tokens, redacted from every log line once seen (see :func:`remember`).
 seen = Remembered()
 
@@ -29,7 +33,8 @@ class RedactingFormatter(logging.Formatter):
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return (self._secrets + seen.secrets).redact(super().format(record))
+        text = (self._secrets + seen.secrets).redact(super().format(record))
+        return text if record.levelno <= logging.DEBUG else _CONVERSATION_ID.sub("conv_...", text)
 
 
 def configure(level: str, secrets: Secrets) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server import Server, ServerRequestContext
+from mcp.server.caching import CacheHint
 from mcp_types import (
     CallToolRequestParams,
     CallToolResult,
@@ -20,11 +23,13 @@ from mcp_types import (
     PaginatedRequestParams,
 )
 
-from grok_chat_mcp import __version__, tool
-from grok_chat_mcp.calls import Calls
+from grok_chat_mcp import __version__, tasks, tool
+from grok_chat_mcp.budget import Budgets
+from grok_chat_mcp.calls import Call, Calls
 from grok_chat_mcp.capabilities import Table
 from grok_chat_mcp.config import Settings
-from grok_chat_mcp.store import Limits, Store, open_store
+from grok_chat_mcp.errors import GrokError
+from grok_chat_mcp.store import MEMORY_FALLBACK, Limits, Store, open_store
 
 if TYPE_CHECKING:
     import httpx
@@ -64,7 +69,15 @@ class Upstream:
         import grok_chat_mcp.request  # noqa: F401 - the validation models, loaded here rather than at start-up
         from grok_chat_mcp.upstream.client import GrokClient, make_http_client
 
-        self._http = make_http_client(self._settings, self._transport)
+        try:
+            self._http = make_http_client(self._settings, self._transport)
+        except (OSError, ssl.SSLError) as exc:  # e.g. SSL_CERT_FILE naming a missing or broken file
+            raise GrokError(
+                "Configuration error",
+                f"the HTTPS client could not be set up: {exc}",
+                "Check SSL_CERT_FILE and SSL_CERT_DIR in the server's environment (unset them to use "
+                "the system's certificates), then call again.",
+            ) from None
         return GrokClient(self._http, self._settings)
 
     async def aclose(self) -> None:
@@ -79,22 +92,29 @@ def input_schema() -> dict[str, Any]:
     return schema
 
 
-#: Conversation bounds: one conversation holds a call's worth of images (the 64 MiB message cap).
-CONVERSATION_BYTES = 64 * 1024 * 1024
-STORE_BYTES = 512 * 1024 * 1024
+#: How long clients may reuse a tools/list result (2026-07-28 cache hints): an hour.
+TOOLS_TTL_MS = 3_600_000
 
 
-def _open_store(settings: Settings) -> Store | None:
-    limits = Limits(
-        max_conversation_bytes=CONVERSATION_BYTES,
-        max_total_bytes=STORE_BYTES,
-        running_timeout=settings.call_timeout + 60,
-    )
+def store_limits() -> Limits:
+    """The bounds of this server's store (looked up when the server starts, so tests may lower them)."""
+    return Limits()
+
+
+def _open_store(settings: Settings, limits: Limits | None = None) -> Store | None:
+    limits = limits or store_limits()
     try:
         return open_store(settings.store, limits)
     except ValueError as exc:
-        logger.error("%s; keeping conversations in memory instead", exc)
+        logger.error("%s; %s", exc, MEMORY_FALLBACK)
         return open_store("memory", limits)
+
+
+def _cancel_here(calls: Calls, tracker: tool.Tracker | None, key: str) -> None:
+    """A cancel another replica passed on: a task's conversation id, or a tracked request."""
+    logger.debug("a replica passed on a cancel for %s", key)
+    if not calls.cancel_here(key) and tracker is not None:
+        tracker.cancel(key)
 
 
 def build_server(
@@ -102,22 +122,41 @@ def build_server(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     policy: tool.CallPolicy | None = None,
+    drain: float = 0.0,
 ) -> Server[tool.Services]:
     """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is what the
-    transport decides for each call."""
+    transport decides for each call; ``drain`` is how long a server that stops without a signal
+    (stdin closed, an HTTP shutdown) lets its running calls finish and store their answers."""
     policy = policy or tool.CallPolicy()
-    definition = tool.definition(input_schema())
+    definition = tool.definition(input_schema(), confirm=settings.confirm_calls)
 
     @asynccontextmanager
     async def lifespan(_: Server[tool.Services]) -> AsyncIterator[tool.Services]:
         upstream = Upstream(settings, transport)
-        store = _open_store(settings)
-        calls = Calls(store, return_after=settings.return_after, call_timeout=settings.call_timeout)
+        limits = store_limits()
+        store = _open_store(settings, limits)
         try:
-            yield tool.Services(upstream, Table(), calls, settings.api_token)
+            async with anyio.create_task_group() as jobs:
+                calls = Calls(
+                    store,
+                    jobs,
+                    limits=limits,
+                    return_after=settings.return_after,
+                    call_timeout=settings.call_timeout,
+                )
+                if store is not None:  # cancels other replicas pass on (Redis)
+                    jobs.start_soon(store.listen_cancels, partial(_cancel_here, calls, policy.tracker))
+                try:
+                    budget = Budgets.from_setting(settings.budget, store)
+                    yield tool.Services(upstream, Table(), calls, settings.api_token, budget)
+                    # Stopping without a signal: the calls still running may finish and be stored
+                    # (a signal cancels this wait).
+                    with anyio.move_on_after(drain):
+                        await calls.drained()
+                finally:
+                    jobs.cancel_scope.cancel()  # the calls still running record that they were cut off
         finally:
             with anyio.CancelScope(shield=True):
-                await calls.aclose()  # the calls still running record that they were cut off
                 if store is not None:
                     await store.aclose()
                 await upstream.aclose()
@@ -129,8 +168,20 @@ def build_server(
 
     async def call_tool(
         ctx: ServerRequestContext[tool.Services], params: CallToolRequestParams
-    ) -> CallToolResult:
+    ) -> CallToolResult | dict[str, Any]:
         return await tool.call(ctx.lifespan_context, policy, ctx, params)
+
+    def task_handler(
+        method: Callable[[Calls, Call, str], Awaitable[dict[str, Any]]],
+    ) -> Callable[[ServerRequestContext[tool.Services], tasks.TaskParams], Awaitable[dict[str, Any]]]:
+        async def handle(
+            ctx: ServerRequestContext[tool.Services], params: tasks.TaskParams
+        ) -> dict[str, Any]:
+            tasks.require_declared(ctx)
+            services = ctx.lifespan_context
+            return await method(services.calls, tool.caller(services, policy, ctx), params.task_id)
+
+        return handle
 
     # The check only compares arguments whose schema declares ``x-mcp-header`` with their headers;
     # a schema that declares none validates nothing, and the SDK walks the whole schema twice per
@@ -149,12 +200,22 @@ def build_server(
         version=__version__,
         title="Grok Chat",
         instructions=INSTRUCTIONS,
-        website_url="https://pypi.org/project/grok-chat-mcp/",
+        website_url="https://github.com/grok-chat-mcp/grok-chat-mcp",  # no PyPI page before a release
         lifespan=lifespan,
         get_tool_input_schema=tool_input_schema,
+        # The tool list is fixed for the life of the process and the same for every caller.
+        cache_hints={"tools/list": CacheHint(ttl_ms=TOOLS_TTL_MS, scope="public")},
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
     )
+    # Registered here rather than as ``on_call_tool``: a call may answer with a task (a mapping).
+    server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
+    server.extensions[tasks.EXTENSION] = {}
+    for name, method in (
+        ("tasks/get", tasks.get),
+        ("tasks/cancel", tasks.cancel),
+        ("tasks/update", tasks.update),
+    ):
+        server.add_request_handler(name, tasks.TaskParams, task_handler(method))
     tracker = policy.tracker
     if tracker is not None:
 
@@ -162,7 +223,9 @@ def build_server(
             ctx: ServerRequestContext[tool.Services], params: CancelledNotificationParams
         ) -> None:
             if params.request_id is not None:
-                tracker.cancel(ctx, params.request_id)
+                key = tracker.key(ctx, params.request_id)
+                if not tracker.cancel(key):
+                    ctx.lifespan_context.calls.forward_cancel(key)
 
         server.add_notification_handler("notifications/cancelled", CancelledNotificationParams, cancelled)
     return server

@@ -8,23 +8,29 @@ progress, store and return the answer.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, AsyncExitStack
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp.server import ServerRequestContext
 from mcp_types import CallToolRequestParams, CallToolResult, Tool, ToolAnnotations
 
-from grok_chat_mcp import results
-from grok_chat_mcp.calls import STORE_PROGRESS_EVERY, Calls
-from grok_chat_mcp.capabilities import Table, models_phrase, unsupported_argument
+from grok_chat_mcp import results, tasks
+from grok_chat_mcp.budget import Budgets
+from grok_chat_mcp.calls import Call, Calls, Chars, best_effort
+from grok_chat_mcp.capabilities import (
+    Table,
+    effort_aliases_phrase,
+    models_phrase,
+    redirects_phrase,
+    unsupported_argument,
+)
 from grok_chat_mcp.errors import GrokError, InvalidArguments
 from grok_chat_mcp.progress import ProgressRelay
 from grok_chat_mcp.redaction import Secrets
-from grok_chat_mcp.store import StoreError, owner_of
+from grok_chat_mcp.store import CANCELLED, StoreError, Unavailable, owner_of
 
 if TYPE_CHECKING:
     from grok_chat_mcp.request import GrokRequest
@@ -32,22 +38,37 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+NOT_REMEMBERED = (
+    "The conversation store is unavailable, so this conversation is not remembered: send the whole "
+    "history in messages next time."
+)
+NOT_STORED = (
+    "This answer could not be stored (the conversation store failed); a follow-up with this "
+    "conversation_id will not include it: send the history in messages instead."
+)
+
 NAME = "grok_chat_completions"
 TITLE = "Grok chat completion"
 DESCRIPTION = f"""Chat with a Grok (xAI) model through AceDataCloud and get an OpenAI-compatible \
 chat.completion back.
 Use it to chat or reason with Grok ({models_phrase()}), to understand images (image_url parts: \
-https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). Arguments a \
-model rejects are not sent; the result's notes say which. Every answer carries a conversation_id: \
-send it with only your new message to follow up. If a call is still running after a while, the \
-result says status "running": call again with just its conversation_id to collect the answer."""
+https, data: or a local JPEG/PNG path), and for function calling (tools / tool_choice). \
+{redirects_phrase()} {effort_aliases_phrase()} Arguments a model rejects are not sent; the \
+result's notes say which. \
+Every answer carries a conversation_id: send it with only your new message to follow up. If a \
+call is still running after a while, the result says status "running": call again with just its \
+conversation_id to collect the answer."""
 #: Claude Code inlines results up to this many characters (default about 50,000) instead of saving
 #: them to a file the model may never read.
 MAX_RESULT_SIZE_CHARS = 500_000
 
 
-def definition(input_schema: Mapping[str, Any]) -> Tool:
-    """The tool as ``tools/list`` advertises it."""
+def definition(input_schema: Mapping[str, Any], *, confirm: bool = False) -> Tool:
+    """The tool as ``tools/list`` advertises it; ``confirm`` (``GROK_CONFIRM_CALLS``): hosts must ask
+    the user before each call, so the read-only hint that lets them approve it alone is left out."""
+    meta: dict[str, Any] = {"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS}
+    if confirm:
+        meta["anthropic/requiresUserInteraction"] = True
     return Tool(
         name=NAME,
         title=TITLE,
@@ -56,12 +77,12 @@ def definition(input_schema: Mapping[str, Any]) -> Tool:
         output_schema=results.OUTPUT_SCHEMA,
         annotations=ToolAnnotations(
             title=TITLE,
-            read_only_hint=True,
+            read_only_hint=None if confirm else True,
             destructive_hint=False,
             idempotent_hint=False,
             open_world_hint=True,
         ),
-        _meta={"anthropic/maxResultSizeChars": MAX_RESULT_SIZE_CHARS},
+        _meta=meta,
     )
 
 
@@ -70,7 +91,9 @@ class Tracker(Protocol):
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> AbstractContextManager[anyio.CancelScope]: ...
 
-    def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None: ...
+    def key(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> str: ...
+
+    def cancel(self, key: str) -> bool: ...
 
 
 def _no_token(_: ServerRequestContext[Any, Any]) -> str | None:
@@ -102,20 +125,28 @@ class Services:
     table: Table
     calls: Calls
     api_token: str | None
+    #: ``GROK_BUDGET``: checked before a call is sent, counted when its answer arrives.
+    budget: Budgets = field(default_factory=lambda: Budgets(None, None))
+
+
+def caller(services: Services, policy: CallPolicy, ctx: ServerRequestContext[Any, Any]) -> Call:
+    """Who a request is from: its own token, else the server's, which pays and owns what it makes."""
+    token = policy.token(ctx)
+    paying = token if token is not None else services.api_token
+    return Call(owner_of(paying), token, Secrets((token, services.api_token)))
 
 
 async def call(
     services: Services, policy: CallPolicy, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
-) -> CallToolResult:
-    """One ``tools/call`` of this tool."""
-    token = policy.token(ctx)
-    secrets = Secrets((token, services.api_token))
+) -> CallToolResult | dict[str, Any]:
+    """One ``tools/call`` of this tool: its result, or a task for a long call (Tasks extension)."""
+    call = caller(services, policy, ctx)
     if params.name != NAME:
         return results.error(f"Unknown tool {params.name[:80]!r}: this server has only {NAME}.")
     if policy.tracker is None:
-        return await _call(services, policy, ctx, params, token, secrets)
+        return await _call(services, policy, ctx, call, params)
     with policy.tracker.track(ctx) as scope:
-        return await _call(services, policy, ctx, params, token, secrets)
+        return await _call(services, policy, ctx, call, params)
     # Reached only when a cancellation routed by the tracker ended the block.
     assert scope.cancelled_caught
     logger.info("call %s cancelled by the client; upstream request aborted", ctx.request_id)
@@ -126,10 +157,9 @@ async def _call(
     services: Services,
     policy: CallPolicy,
     ctx: ServerRequestContext[Any, Any],
+    call: Call,
     params: CallToolRequestParams,
-    token: str | None,
-    secrets: Secrets,
-) -> CallToolResult:
+) -> CallToolResult | dict[str, Any]:
     # Loaded on first use (the validation models take a while to build): docs/design.md, start-up.
     from grok_chat_mcp import arguments
     from grok_chat_mcp.request import build
@@ -137,37 +167,53 @@ async def _call(
     try:
         args = arguments.parse(params.arguments)
     except InvalidArguments as exc:
-        return results.error(f"Invalid arguments:\n{exc}", secrets)
+        return results.error(f"Invalid arguments:\n{exc}", call.secrets)
+    call = replace(call, relay=_relay(ctx, policy, args.model, call.secrets))
     calls, store = services.calls, services.calls.store
-    relay = _relay(ctx, policy, args.model, secrets)
-    owner = owner_of(token)
-    conversation_id: str | None = None
+    if args.conversation_id is not None and store is None:
+        return results.error(
+            "conversation_id: conversations are off on this server (GROK_STORE=off); send the whole "
+            "history in messages instead."
+        )
+    notes: list[str] = []
     history: list[dict[str, Any]] = []
     try:
-        if args.conversation_id is not None and store is None:
-            return results.error(
-                "conversation_id: conversations are off on this server (GROK_STORE=off); send the whole "
-                "history in messages instead."
-            )
         if args.collects:
             assert args.conversation_id is not None
-            return await calls.collect(owner, args.conversation_id, secrets, relay)
+            return await calls.collect(call, args.conversation_id)
+        if (over_budget := await services.budget.refusal(call.owner)) is not None:
+            return results.error(over_budget, call.secrets)
         if store is not None:
-            new = [dict(message) for message in args.messages]
-            conversation_id, history = await store.begin(owner, args.conversation_id, new)
-            del history[len(history) - len(new) :]  # begin returns the whole history: keep what came before
+            conversation_id, history = await store.begin(
+                call.owner, args.conversation_id, [dict(m) for m in args.messages]
+            )
+            call = replace(call, conversation_id=conversation_id)
+    except Unavailable as exc:
+        if args.conversation_id is not None:
+            return results.error(str(exc), call.secrets)
+        logger.warning("%s; answering without storing the conversation", exc)
+        notes.append(NOT_REMEMBERED)
     except StoreError as exc:
-        return results.error(str(exc), secrets)
+        return results.error(str(exc), call.secrets)
     try:
         request = await build(args, history, table=services.table, local_images=policy.local_images)
     except InvalidArguments as exc:
-        await _fail(services, conversation_id, f"Invalid arguments:\n{exc}")
-        return results.error(f"Invalid arguments:\n{exc}", secrets)
+        await _fail(services, call, f"Invalid arguments:\n{exc}")
+        return results.error(f"Invalid arguments:\n{exc}", call.secrets)
 
     async def job() -> CallToolResult:
-        return await _complete(services, request, token, conversation_id, relay, secrets)
+        return await _complete(services, request, call, notes)
 
-    return await calls.start(job, conversation_id, relay, secrets)
+    as_task = tasks.declared(ctx) and store is not None
+    wait = tasks.TASK_WAIT if as_task else calls.return_after
+    result = await calls.start(job, call, wait)
+    if result is not None:
+        return result
+    assert store is not None and call.conversation_id is not None  # an early return needs a store
+    if as_task:
+        return tasks.created(await store.get(call.owner, call.conversation_id), calls.limits.ttl)
+    chars = call.relay.chars if call.relay is not None else 0
+    return results.running(call.conversation_id, wait, chars)
 
 
 def _relay(
@@ -179,48 +225,49 @@ def _relay(
     return ProgressRelay(ctx.session.report_progress, model, heartbeat=policy.heartbeat, secrets=secrets)
 
 
-async def _complete(
-    services: Services,
-    request: GrokRequest,
-    token: str | None,
-    conversation_id: str | None,
-    relay: ProgressRelay | None,
-    secrets: Secrets,
-) -> CallToolResult:
+async def _complete(services: Services, request: GrokRequest, call: Call, notes: list[str]) -> CallToolResult:
     """Send the request, store the answer (or the failure) and return the result."""
-    grok: GrokClient = await services.grok()
-    on_text = _on_text(services, conversation_id, relay) if request.stream else None
+    chars = Chars()
     try:
-        if relay is None:
-            outcome = await _send(grok, services.table, request, token, on_text)
-        else:
-            async with relay.running():  # its task group would wrap an exception: a value instead
-                outcome = await _send(grok, services.table, request, token, on_text)
-        if isinstance(outcome, GrokError):
-            raise outcome
-        completion, sent = outcome
+        completion, sent = await _run(services, request, call, chars)
     except GrokError as exc:
-        await _fail(services, conversation_id, secrets.redact(str(exc)))
-        raise
+        await _fail(services, call, call.secrets.redact(str(exc)))
+        return results.error(str(exc), call.secrets)
     except anyio.get_cancelled_exc_class():
-        await _fail(
-            services, conversation_id, "The call was cancelled before it finished; send the message again."
-        )
+        await _fail(services, call, CANCELLED)
         raise
-    result = results.success(results.answer(completion, sent, conversation_id), secrets)
+    left = await services.budget.record(call.owner, results.cost(completion, sent.model))
+    structured = results.answer(completion, sent, call.conversation_id, notes, left)
     store = services.calls.store
-    if store is not None and conversation_id is not None:
-        with anyio.CancelScope(shield=True):
-            try:
-                await store.finish(
-                    conversation_id,
-                    [dict(m) for m in sent.new_messages],
-                    _reply(completion),
-                    dict(result.structured_content or {}),
-                )
-            except StoreError as exc:  # the caller still gets the answer; the conversation lacks it
-                logger.warning("the answer could not be stored: %s", exc)
-    return result
+    if store is not None and call.conversation_id is not None:
+        with anyio.CancelScope(shield=True), best_effort("storing the answer") as failures:
+            await store.finish(
+                call.conversation_id, [dict(m) for m in sent.new_messages], _reply(completion), structured
+            )
+        if failures:
+            structured = {**structured, "notes": [*structured.get("notes", []), NOT_STORED]}
+    return results.success(structured, call.secrets)
+
+
+async def _run(
+    services: Services, request: GrokRequest, call: Call, chars: Chars
+) -> tuple[dict[str, Any], GrokRequest]:
+    """The completion, with the call's lease renewed and its progress relayed meanwhile."""
+    grok: GrokClient = await services.grok()
+    on_text = _on_text(call.relay, chars) if request.stream else None
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(services.calls.leased(call.conversation_id, chars))
+            if call.relay is not None:
+                await stack.enter_async_context(call.relay.running())
+            return await _send(grok, services.table, request, call.token, on_text)
+    except* GrokError as group:
+        raise _first(group) from None
+
+
+def _first(group: BaseExceptionGroup[GrokError]) -> GrokError:
+    error = group.exceptions[0]
+    return error if isinstance(error, GrokError) else _first(error)
 
 
 async def _send(
@@ -229,56 +276,36 @@ async def _send(
     request: GrokRequest,
     token: str | None,
     on_text: Callable[[str], Any] | None,
-) -> tuple[dict[str, Any], GrokRequest] | GrokError:
+) -> tuple[dict[str, Any], GrokRequest]:
     """The completion, sent once more without an argument the model turned out to reject."""
     try:
         return await grok.complete(request, token, on_text), request
     except GrokError as exc:
         argument = unsupported_argument(exc.detail) if exc.status == 400 else None
         if argument is None or argument not in request.payload:
-            return exc
+            raise
     table.learn(request.model, argument)
     logger.info("upstream rejected %s for %s; sending without it (remembered)", argument, request.model)
     retry = request.without(
         argument, f"{argument} was not sent: upstream says {request.model} does not support it (remembered)."
     )
-    try:
-        return await grok.complete(retry, token, on_text), retry
-    except GrokError as exc:
-        return exc
+    return await grok.complete(retry, token, on_text), retry
 
 
-def _on_text(
-    services: Services, conversation_id: str | None, relay: ProgressRelay | None
-) -> Callable[[str], Any]:
-    store = services.calls.store
-    received = 0
-    last = time.monotonic()
-
+def _on_text(relay: ProgressRelay | None, chars: Chars) -> Callable[[str], Any]:
     async def on_text(text: str) -> None:
-        nonlocal received, last
-        received += len(text)
+        chars.count += len(text)
         if relay is not None:
             await relay.text(text)
-        if (
-            store is not None
-            and conversation_id is not None
-            and time.monotonic() - last >= STORE_PROGRESS_EVERY
-        ):
-            last = time.monotonic()
-            await store.progress(conversation_id, received)
 
     return on_text
 
 
-async def _fail(services: Services, conversation_id: str | None, text: str) -> None:
+async def _fail(services: Services, call: Call, text: str) -> None:
     store = services.calls.store
-    if store is not None and conversation_id is not None:
-        with anyio.CancelScope(shield=True):
-            try:
-                await store.fail(conversation_id, text)
-            except StoreError as exc:
-                logger.warning("the failure could not be stored: %s", exc)
+    if store is not None and call.conversation_id is not None:
+        with anyio.CancelScope(shield=True), best_effort("recording the failure"):
+            await store.fail(call.conversation_id, text)
 
 
 def _reply(completion: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,12 +68,15 @@ async def test_reasoning_effort_is_sent_where_the_model_takes_it(
     assert stand_in.requests[-1].body["reasoning_effort"] == effort
 
 
-async def test_xhigh_on_grok_4_5_gets_a_note_not_a_400(stand_in: Upstream) -> None:
+async def test_xhigh_on_grok_4_5_is_sent_with_a_note_that_it_means_high(stand_in: Upstream) -> None:
     result = await call(stand_in, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "xhigh"})
     assert not result.is_error, text_of(result)
+    assert "reasoning_effort 'xhigh': grok-4.5 treats it as 'high'." in result.structured_content["notes"]
+    assert stand_in.requests[-1].body["reasoning_effort"] == "xhigh"
+    result = await call(stand_in, {"messages": HELLO, "model": "grok-4.5", "reasoning_effort": "none"})
     assert (
-        "reasoning_effort 'xhigh' not sent: grok-4.5 takes low, medium, high."
-        in result.structured_content["notes"]
+        "reasoning_effort 'none' not sent: grok-4.5 takes low, medium, high."
+        in (result.structured_content["notes"])
     )
     assert "reasoning_effort" not in stand_in.requests[-1].body
 

@@ -57,7 +57,7 @@ async def test_tools_list_advertises_the_contract(mcp: Client) -> None:
     assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
     schema = tool.input_schema
     assert "required" not in schema  # messages may be left out to collect an answer by conversation_id
-    assert len(schema["properties"]) == 21
+    assert len(schema["properties"]) == 22
     assert schema["properties"]["model"]["default"] == "grok-4"
     assert schema["properties"]["temperature"]["maximum"] == 2
     assert tool.output_schema is not None
@@ -82,7 +82,8 @@ async def test_capabilities_are_exactly_what_the_server_has(mcp: Client) -> None
     capabilities = mcp.server_capabilities
     assert capabilities is not None
     advertised = {k for k, v in capabilities.model_dump(exclude_none=True).items() if v is not None}
-    assert advertised == {"tools"}
+    assert advertised == {"tools", "extensions"}
+    assert capabilities.extensions == {"io.modelcontextprotocol/tasks": {}}
     for method in (mcp.list_prompts, mcp.list_resources, mcp.list_resource_templates):
         with pytest.raises(MCPError) as caught:
             await method()
@@ -172,7 +173,7 @@ async def test_arguments_the_model_rejects_are_not_sent_and_the_agent_is_told(
     arguments = {
         "messages": HELLO,
         "model": "grok-4.5",
-        "reasoning_effort": "xhigh",
+        "reasoning_effort": "none",
         "stop": "END",
         "temperature": 0.3,
     }
@@ -184,7 +185,7 @@ async def test_arguments_the_model_rejects_are_not_sent_and_the_agent_is_told(
         "temperature": 0.3,
     }
     notes = result.structured_content["notes"]
-    assert notes[0] == "reasoning_effort 'xhigh' not sent: grok-4.5 takes low, medium, high."
+    assert notes[0] == "reasoning_effort 'none' not sent: grok-4.5 takes low, medium, high."
     assert notes[1] == "stop not sent: grok-4.5 is a reasoning model and rejects it."
     assert json.loads(text_of(result))["notes"] == notes  # the text block says the same
     # The default model is a redirect: the table is unsure about effort there, so it is sent.

@@ -39,8 +39,9 @@ def test_manifest_is_in_step_with_the_server() -> None:
     env = MANIFEST["server"]["mcp_config"]["env"]
     assert env[TOKEN_VAR] == "${user_config.api_token}"
     # Claude Desktop's settings show what users tune; not log levels or the event loop. The bundle
-    # keeps conversations in memory and GROK_RETURN_AFTER at its default (45 s, under the host's 60 s).
-    untuned = {"LOG_LEVEL", "GROK_EVENT_LOOP", "GROK_STORE", "GROK_RETURN_AFTER"}
+    # keeps the default store (the user's own file) and GROK_RETURN_AFTER (45 s, under the host's 60 s).
+    # GROK_OAUTH_KEY is for the HTTP transport's sign-ins; the bundle runs over stdio.
+    untuned = {"LOG_LEVEL", "GROK_EVENT_LOOP", "GROK_STORE", "GROK_RETURN_AFTER", "GROK_OAUTH_KEY"}
     assert set(env) == {name for name, _, _ in ENV_VARS} - untuned
     for key, option in MANIFEST["user_config"].items():
         assert option.get("required") is (key == "api_token")
@@ -57,20 +58,21 @@ def locked_versions(lock: Path) -> dict[str, str]:
 
 @pytest.mark.skipif(UV is None, reason="needs uv (the test extra installs it)")
 def test_bundle_lock_is_in_step_with_pyproject(tmp_path: Path) -> None:
-    """bundle/uv.lock was generated from this pyproject.toml; uv would otherwise re-resolve."""
+    """uv.lock (the bundle carries the repository's one lock) was generated from this pyproject.toml;
+    uv would otherwise re-resolve."""
     assert UV is not None
     spec = importlib.util.spec_from_file_location("bundle_build", ROOT / "bundle" / "build.py")
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     build.stage(tmp_path / "staged")
-    assert (tmp_path / "staged" / "uv.lock").read_bytes() == (ROOT / "bundle" / "uv.lock").read_bytes()
+    assert (tmp_path / "staged" / "uv.lock").read_bytes() == (ROOT / "uv.lock").read_bytes()
     done = subprocess.run(
         [UV, "lock", "--check", "--offline", "--directory", str(tmp_path / "staged")],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert done.returncode == 0, f"bundle/uv.lock is stale: run python bundle/build.py --lock\n{done.stderr}"
-    assert {"mcp", "httpx", "pydantic"} <= locked_versions(ROOT / "bundle" / "uv.lock").keys()
+    assert done.returncode == 0, f"uv.lock is stale: run uv lock\n{done.stderr}"
+    assert {"mcp", "httpx", "pydantic"} <= locked_versions(ROOT / "uv.lock").keys()
 
 
 needs_tools = pytest.mark.skipif(
@@ -116,7 +118,7 @@ async def test_bundle_is_validated_packed_and_runs_as_the_host_runs_it(tmp_path:
     assert (extension / "manifest.json").exists() and (
         extension / "src" / "grok_chat_mcp" / "server.py"
     ).exists()
-    assert (extension / "uv.lock").read_bytes() == (ROOT / "bundle" / "uv.lock").read_bytes()
+    assert (extension / "uv.lock").read_bytes() == (ROOT / "uv.lock").read_bytes()
 
     with Upstream() as upstream:
         config = host_config(extension, {"api_token": TOKEN, "base_url": upstream.url("ok")})

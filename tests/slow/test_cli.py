@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grok_chat_mcp.capabilities import CURRENT_MODELS, RETIRED_MODELS
 from grok_chat_mcp.config import ENV_VARS
-from tests.conftest import SCRIPT, server_env
+from tests.conftest import SCRIPT, STATE_HOME, server_env
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -27,6 +27,7 @@ def test_models_prints_the_capability_table(tmp_path: Path) -> None:
     done = run("--models", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
     assert lines[0].split()[:2] == ["model", "status"]
     for model in (*CURRENT_MODELS, *RETIRED_MODELS):
         assert any(line.startswith(model + " ") for line in lines), model
@@ -40,19 +41,22 @@ def test_models_json_is_for_scripts(tmp_path: Path) -> None:
     rows = json.loads(done.stdout)
     by_model = {row["model"]: row for row in rows}
     assert set(CURRENT_MODELS) <= set(by_model)
-    assert by_model["grok-4.5"]["reasoning_effort"] == "low, medium, high"
+    assert by_model["grok-4.5"]["reasoning_effort"] == ["low", "medium", "high"]
+    assert by_model["grok-4.5"]["images"] is True
     assert run("--json", cwd=tmp_path).returncode == 2  # --json goes with --models
 
 
 def test_check_shows_every_setting_with_its_source(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("GROK_MAX_RETRIES=3\n")
-    done = run("--check", cwd=tmp_path, GROK_RETURN_AFTER="30")
+    done = run("--check", cwd=tmp_path, GROK_RETURN_AFTER="30", GROK_STORE="")  # "": unset
     assert done.returncode == 0, done.stdout
     for name, _, _ in ENV_VARS:
         assert f"  {name} " in done.stdout, name
     assert "GROK_RETURN_AFTER           30 s  (environment)" in done.stdout
     assert f"GROK_MAX_RETRIES            3  ({tmp_path / '.env'})" in done.stdout
-    assert "GROK_STORE                  memory  (default)" in done.stdout
+    default_file = STATE_HOME / "grok-chat-mcp" / "conversations.db"
+    assert f"GROK_STORE                  sqlite://{default_file}  (default)" in done.stdout
+    assert default_file.exists()  # --check opens it as the server would
     assert done.stdout.rstrip().endswith("ok: the server can make calls (no request was made).")
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from tests.conftest import SCRIPT, TOKEN, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+#: The Inspector version the docs name, pinned with the other npm tools.
+INSPECTOR = json.loads((ROOT / ".ci" / "package.json").read_text())["devDependencies"][
+    "@modelcontextprotocol/inspector"
+]
 
 
 def run_check(env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -128,7 +133,7 @@ def test_uvx_from_source_completes_initialize(tmp_path: Path) -> None:
 def test_mcp_inspector_cli_lists_and_calls_the_tool(tmp_path: Path) -> None:
     npx = shutil.which("npx")
     assert npx is not None
-    inspector = [npx, "-y", "@modelcontextprotocol/inspector@0", "--cli"]
+    inspector = [npx, "-y", f"@modelcontextprotocol/inspector@{INSPECTOR}", "--cli"]
     with Upstream() as upstream:
         server = [
             "-e",
@@ -215,3 +220,41 @@ def test_start_up_defers_garbage_collection_and_restores_it() -> None:
         assert gc.get_freeze_count() == 0  # a failed start-up freezes nothing
     finally:
         gc.unfreeze()
+
+
+UV = shutil.which("uv", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+@pytest.mark.skipif(UV is None, reason="needs uv (the test extra installs it)")
+def test_the_sdist_carries_what_its_tests_need_and_they_run_from_it(tmp_path: Path) -> None:
+    """Built as a release builds it; unpacked, its tests import and the unit tests pass against its
+    own source (they stopped at conftest when standin/ was left out)."""
+    assert UV is not None
+    done = subprocess.run(
+        [UV, "build", "--sdist", "--no-config", "--out-dir", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sdist,) = (tmp_path / "dist").glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    root = tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz")
+    for needed in ("standin/upstream.py", "tests/conftest.py", "docs/design.md", ".ci/run", "uv.lock", "src"):
+        assert (root / needed).exists(), needed
+    assert not [
+        name for name in names if "/.venv/" in name or "node_modules" in name or "__pycache__" in name
+    ]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    collected = subprocess.run(
+        [*pytest_command, "--collect-only", "-m", "slow or not slow"],
+        capture_output=True, text=True, cwd=root, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout[-3000:]
+    unit = subprocess.run(
+        [*pytest_command, "tests/unit", "-x"], capture_output=True, text=True, cwd=root, env=env, timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert unit.returncode == 0, unit.stdout[-3000:]
+    assert "passed" in unit.stdout.splitlines()[-1]

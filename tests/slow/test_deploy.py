@@ -45,7 +45,7 @@ def test_workflows_pass_zizmor() -> None:
 
 
 def test_workflows_pin_actions_by_commit_and_grant_least_privilege() -> None:
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "release.yml"}
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "release.yml", "newest.yml"}
     for path in WORKFLOWS:
         text = path.read_text()
         assert re.search(r"^permissions: \{\}$", text, re.MULTILINE), f"{path.name}: default permissions"
@@ -54,6 +54,8 @@ def test_workflows_pin_actions_by_commit_and_grant_least_privilege() -> None:
     release = (ROOT / ".github" / "workflows" / "release.yml").read_text()
     assert "id-token: write" in release and "pypa/gh-action-pypi-publish" in release
     assert "mcp-publisher publish" in release and "bundle/build.py" in release
+    newest = (ROOT / ".github" / "workflows" / "newest.yml").read_text()
+    assert "schedule:" in newest and "bash .ci/run --newest" in newest  # CI against the newest releases
 
 
 def release_jobs() -> dict[str, str]:
@@ -102,13 +104,13 @@ def test_kubernetes_example_passes_the_kubernetes_schemas() -> None:
 
 
 def test_server_json_fits_the_registry_schema() -> None:
-    """The published schema's rules (static.modelcontextprotocol.io, 2025-09-29) that apply here.
+    """The published schema's rules (static.modelcontextprotocol.io, 2025-12-11) that apply here.
 
     The schema file itself is not kept in this repository; the release workflow validates against
     the published one with check-jsonschema before publishing.
     """
     server = json.loads((ROOT / "server.json").read_text())
-    assert server["$schema"] == "https://static.modelcontextprotocol.io/schemas/2025-09-29/server.schema.json"
+    assert server["$schema"] == "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
     assert re.fullmatch(r"[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+", server["name"]) and 3 <= len(server["name"]) <= 200
     assert 1 <= len(server["description"]) <= 100
     assert server["version"] == __version__
@@ -121,3 +123,29 @@ def test_server_json_fits_the_registry_schema() -> None:
             assert variable.get("format", "string") in ("string", "number", "boolean", "filepath")
             assert all(isinstance(choice, str) for choice in variable.get("choices", []))
             assert isinstance(variable.get("default", ""), str)
+    for remote in server["remotes"]:  # templates: {host} is the team server's (2025-12-11 variables)
+        assert remote["type"] == "streamable-http" and remote["url"].startswith("https://")
+        names = set(re.findall(r"\{(\w+)\}", remote["url"]))
+        assert names == set(remote["variables"]) == {"host"}
+        for header in remote.get("headers", []):
+            assert header["isSecret"] is True
+            assert set(re.findall(r"\{(\w+)\}", header["value"])) == set(header["variables"])
+
+
+def test_kubernetes_team_server_matches_the_docs() -> None:
+    """The example signs users in, keeps the key in a Secret, and gives Redis room above the store's bound."""
+    from grok_chat_mcp.store import Limits
+
+    text = (ROOT / "deploy" / "kubernetes" / "grok-chat-mcp.yaml").read_text()
+    assert '"--auth", "oauth", "--public-url", "https://grok.example.com"' in text
+    assert "secretKeyRef:\n                  name: grok-chat-mcp-oauth" in text
+    maxmemory = int(re.search(r'"--maxmemory", "(\d+)mb"', text).group(1))  # type: ignore[union-attr]
+    assert maxmemory * 1024 * 1024 > Limits().max_total_bytes
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "Ingress"):
+        assert f"kind: {kind}" in text
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for named in ("PodDisruptionBudget", "Ingress", "grok-chat-mcp-oauth", "Redis", "built locally"):
+        assert named in readme
+    docs = (ROOT / "docs" / "http.md").read_text()
+    assert "kubectl create secret generic grok-chat-mcp-oauth" in docs
+    assert "docker build -f deploy/docker/Dockerfile" in docs

@@ -245,8 +245,8 @@ def invalid_utf8_json() -> Reply:
 @pytest.mark.parametrize(
     ("script", "stream", "expected"),
     [
-        # A pair split between two events is two lone surrogates in two JSON texts: each is replaced.
-        (split_emoji_stream, True, "smile " + EMOJI + " done\ufffd\ufffd \ufffd!"),
+        # A pair split between two events joins back into the one character; a lone one is U+FFFD.
+        (split_emoji_stream, True, "smile " + EMOJI + " done" + EMOJI + " \ufffd!"),
         (lone_surrogate_json, False, f"before \ufffd after {EMOJI}"),
         (invalid_utf8_json, False, "before \ufffd\ufffd after"),
     ],
@@ -834,7 +834,16 @@ def late_second_answer(number: int, _body: dict[str, Any]) -> Reply:
     "script",
     [
         pytest.param(late_second_answer, id="in-a-later-segment"),
-        pytest.param(two_answers, id="in-the-same-segment"),
+        pytest.param(
+            two_answers,
+            id="in-the-same-segment",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="accepted, inherited LOW-27 (docs/design.md, 'Accepted risks'): httpcore keeps the "
+                "bytes after a response that arrived in the same read (h11's trailing_data) for the next "
+                "request on the connection",
+            ),
+        ),
     ],
 )
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])

@@ -1,19 +1,25 @@
-"""``Calls.start``: a job's result, the early ``running`` return, cancellation and shutdown."""
+"""``Calls``: a job's result, the early return, cancellation by the caller or by id, shutdown,
+draining, and the lease a running call renews."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import anyio.lowlevel
 import pytest
 from mcp_types import CallToolResult, TextContent
 
-from grok_chat_mcp.calls import Calls
+from grok_chat_mcp.calls import Call, Calls, Chars
 from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.redaction import Secrets
+from grok_chat_mcp.store import Limits, owner_of
 from grok_chat_mcp.store.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 DONE = CallToolResult(content=[TextContent(type="text", text="done")])
+CALL = Call(owner_of("sk-a"), None, Secrets(), conversation_id="conv_abcdefgh")
 
 
 def text(result: CallToolResult) -> str:
@@ -22,78 +28,123 @@ def text(result: CallToolResult) -> str:
     return block.text
 
 
-async def test_a_quick_job_returns_its_result() -> None:
-    calls = Calls(MemoryStore(), return_after=10, call_timeout=60)
-
-    async def job() -> CallToolResult:
-        await anyio.lowlevel.checkpoint()
-        return DONE
-
-    assert await calls.start(job, "conv_abcdefgh", None, Secrets()) is DONE
-    failing = GrokError("Upstream failed", "HTTP 500 with sk-secret-token-1", "Try again.")
-
-    async def fails() -> CallToolResult:
-        raise failing
-
-    result = await calls.start(fails, "conv_abcdefgh", None, Secrets(["sk-secret-token-1"]))
-    assert result.is_error and "HTTP 500" in text(result) and "sk-secret" not in text(result)
-    await calls.aclose()
+@asynccontextmanager
+async def running_calls(store: MemoryStore | None, limits: Limits | None = None) -> AsyncIterator[Calls]:
+    """``Calls`` in a task group of their own, as the server's lifespan owns them."""
+    async with anyio.create_task_group() as group:
+        yield Calls(store, group, limits=limits or Limits(), return_after=10, call_timeout=60)
+        group.cancel_scope.cancel()
 
 
-async def test_a_job_past_the_soft_limit_goes_on_after_running_is_returned() -> None:
-    calls = Calls(MemoryStore(), return_after=0.05, call_timeout=60)
-    finished = anyio.Event()
+async def test_a_quick_job_returns_its_result_and_a_failure_is_a_redacted_tool_error() -> None:
+    async with running_calls(MemoryStore()) as calls:
 
-    async def job() -> CallToolResult:
-        await anyio.sleep(0.2)
-        finished.set()
-        return DONE
+        async def job() -> CallToolResult:
+            await anyio.lowlevel.checkpoint()
+            return DONE
 
-    result = await calls.start(job, "conv_abcdefgh", None, Secrets())
-    assert result.structured_content is not None and result.structured_content["status"] == "running"
-    assert not finished.is_set()
-    with anyio.fail_after(5):
-        await finished.wait()
-    await calls.aclose()
+        assert await calls.start(job, CALL, 10) is DONE
+        failing = GrokError("Upstream failed", "HTTP 500 with sk-secret-token-1", "Try again.")
+
+        async def fails() -> CallToolResult:
+            raise failing
+
+        secret = Call(CALL.owner, None, Secrets(["sk-secret-token-1"]), conversation_id="conv_abcdefgh")
+        result = await calls.start(fails, secret, 10)
+        assert result is not None and result.is_error
+        assert "HTTP 500" in text(result) and "sk-secret" not in text(result)
 
 
-async def test_without_a_store_the_call_waits_for_its_job() -> None:
-    calls = Calls(None, return_after=0.01, call_timeout=60)
+async def test_a_bug_in_a_job_is_an_internal_error_not_a_crash() -> None:
+    async with running_calls(MemoryStore()) as calls:
 
-    async def job() -> CallToolResult:
-        await anyio.sleep(0.1)
-        return DONE
+        async def broken() -> CallToolResult:
+            raise KeyError("oops")
 
-    assert await calls.start(job, None, None, Secrets()) is DONE
+        result = await calls.start(broken, CALL, 10)
+        assert result is not None and result.is_error and text(result).startswith("Internal error")
+
+
+async def test_a_job_past_the_wait_goes_on_after_the_call_returns() -> None:
+    async with running_calls(MemoryStore()) as calls:
+        finished = anyio.Event()
+
+        async def job() -> CallToolResult:
+            await anyio.sleep(0.2)
+            finished.set()
+            return DONE
+
+        assert await calls.start(job, CALL, 0.05) is None
+        assert not finished.is_set()
+        with anyio.fail_after(5):
+            await calls.drained()
+        assert finished.is_set()
+
+
+async def test_without_a_store_or_a_conversation_the_call_waits_for_its_job() -> None:
+    for store, call in ((None, CALL), (MemoryStore(), Call(CALL.owner, None, Secrets()))):
+        async with running_calls(store) as calls:
+
+            async def job() -> CallToolResult:
+                await anyio.sleep(0.1)
+                return DONE
+
+            assert await calls.start(job, call, 0.01) is DONE
 
 
 async def test_cancelling_the_tool_call_cancels_its_job() -> None:
-    calls = Calls(MemoryStore(), return_after=10, call_timeout=60)
-    started, cancelled = anyio.Event(), anyio.Event()
+    async with running_calls(MemoryStore()) as calls:
+        started, cancelled = anyio.Event(), anyio.Event()
 
-    async def job() -> CallToolResult:
-        started.set()
-        try:
-            await anyio.sleep(30)
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-        return DONE
+        async def job() -> CallToolResult:
+            started.set()
+            try:
+                await anyio.sleep(30)
+            except anyio.get_cancelled_exc_class():
+                cancelled.set()
+                raise
+            return DONE
 
-    with anyio.move_on_after(5) as scope:
-        async with anyio.create_task_group() as group:
-            group.start_soon(calls.start, job, "conv_abcdefgh", None, Secrets())
-            await started.wait()
-            group.cancel_scope.cancel()
+        with anyio.move_on_after(5) as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(calls.start, job, CALL, 10)
+                await started.wait()
+                group.cancel_scope.cancel()
+            with anyio.fail_after(2):
+                await cancelled.wait()
+        assert not scope.cancelled_caught
+
+
+async def test_a_call_is_cancelled_by_its_conversation_id_and_only_that_one() -> None:
+    async with running_calls(MemoryStore()) as calls:
+        cancelled = anyio.Event()
+
+        async def job() -> CallToolResult:
+            try:
+                await anyio.sleep(30)
+            except anyio.get_cancelled_exc_class():
+                cancelled.set()
+                raise
+            return DONE
+
+        assert await calls.start(job, CALL, 0) is None
+        assert not calls.cancel_here("conv_someoneelse")
+        assert calls.cancel_here("conv_abcdefgh")
         with anyio.fail_after(2):
             await cancelled.wait()
-    assert not scope.cancelled_caught
+            await calls.drained()
 
 
-async def test_shutdown_cancels_running_jobs_and_waits_for_them() -> None:
-    calls = Calls(MemoryStore(), return_after=10, call_timeout=60)
-    started, recorded = anyio.Event(), anyio.Event()
-    results: list[CallToolResult] = []
+async def test_shutdown_cancels_running_jobs_and_waits_for_them_to_record_it() -> None:
+    recorded, started, stop = anyio.Event(), anyio.Event(), anyio.Event()
+    results: list[CallToolResult | None] = []
+    ready: list[Calls] = []
+
+    async def lifespan() -> None:  # holds the jobs' task group, as the server's lifespan does
+        async with anyio.create_task_group() as jobs:
+            ready.append(Calls(MemoryStore(), jobs, limits=Limits(), return_after=10, call_timeout=60))
+            await stop.wait()
+            jobs.cancel_scope.cancel()
 
     async def job() -> CallToolResult:
         started.set()
@@ -105,20 +156,34 @@ async def test_shutdown_cancels_running_jobs_and_waits_for_them() -> None:
                 recorded.set()
         return DONE
 
-    async def call() -> None:
-        results.append(await calls.start(job, "conv_abcdefgh", None, Secrets()))
-
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
+            group.start_soon(lifespan)
+            while not ready:
+                await anyio.lowlevel.checkpoint()
+
+            async def call() -> None:
+                results.append(await ready[0].start(job, CALL, 10))
+
             group.start_soon(call)
             await started.wait()
-            await calls.aclose()
-            assert recorded.is_set()
-    assert results and results[0].is_error and "shutting down" in text(results[0])
+            stop.set()
+    assert recorded.is_set()
+    assert results and results[0] is not None and "shutting down" in text(results[0])
 
-    async def late() -> CallToolResult:
-        await anyio.sleep(30)
-        return DONE
 
-    with anyio.fail_after(5):  # a call that starts after shutdown is cut off at once
-        assert "shutting down" in text(await calls.start(late, "conv_abcdefgh", None, Secrets()))
+async def test_a_running_call_renews_its_lease_with_the_characters_received() -> None:
+    now = [1000.0]
+    store = MemoryStore(Limits(lease=0.08), clock=lambda: now[0])
+    conversation_id, _ = await store.begin(CALL.owner, None, [{"role": "user", "content": "q"}])
+    async with running_calls(store, Limits(lease=0.08)) as calls:
+        chars = Chars()
+        async with calls.leased(conversation_id, chars):
+            chars.count = 42
+            now[0] += 0.05  # past the first renewal time: the lease now ends later than it began
+            await anyio.sleep(0.1)  # real time for the renewer to run
+            now[0] += 0.07  # past the first lease's end, within the renewed one
+            conversation = await store.get(CALL.owner, conversation_id)
+    assert conversation.running and conversation.chars == 42
+    now[0] += 1  # nothing renews it any more: the call reads as abandoned
+    assert not (await store.get(CALL.owner, conversation_id)).running

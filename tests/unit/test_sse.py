@@ -1,4 +1,5 @@
-"""The event-stream reader: bytes in any split, every bound, the assembled completion (no HTTP)."""
+"""The event-stream decoder and the assembly of its chunks: bytes in any split, every bound, the
+assembled completion (no HTTP)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,37 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grok_chat_mcp.upstream.sse import (
-    BadEvent,
-    CompletionStream,
-    LineTooLong,
-    StreamError,
-    TooLarge,
-    UpstreamEvent,
-)
+from grok_chat_mcp.upstream.assembly import Assembly, BadEvent, TooLarge, UpstreamEvent
+from grok_chat_mcp.upstream.sse import MAX_LINE_CHARS, EventStream, LineTooLong, StreamError
+
+
+class CompletionStream:
+    """Bytes in, visible text out: the decoder feeding the assembly, as the client reads a stream."""
+
+    def __init__(self, max_line_chars: int = MAX_LINE_CHARS, **limits: int) -> None:
+        self.events = EventStream(max_line_chars)
+        self.assembly = Assembly(**limits)
+
+    def feed(self, data: bytes) -> str:
+        return "" if self.assembly.done else self.assembly.take(self.events.feed(data))
+
+    def close(self) -> str:
+        return "" if self.assembly.done else self.assembly.take(self.events.close())
+
+    @property
+    def done(self) -> bool:
+        return self.assembly.done
+
+    @property
+    def chars(self) -> int:
+        return self.assembly.chars
+
+    @property
+    def chunks(self) -> int:
+        return self.assembly.chunks
+
+    def result(self) -> dict[str, Any]:
+        return self.assembly.result()
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0, **top: Any) -> dict[str, Any]:
@@ -376,6 +400,21 @@ def test_lone_surrogates_become_replacement_characters() -> None:
     result = stream.result()
     assert result["x\ufffd"] == {"k": ["\ufffd"]}
     json.dumps(result, ensure_ascii=False).encode()  # no surrogate left to break an encoder
+
+
+def test_a_surrogate_pair_split_across_chunks_is_one_character() -> None:
+    """Upstream cut a UTF-16 pair between two chunks: the two halves join into the emoji they encode."""
+    raw = (
+        b'data: {"choices":[{"delta":{"content":"a\\ud83d"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"\\ude00b"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"\\ud83d"}}]}\n\ndata: [DONE]\n\n'
+    )
+    stream, text = every_split(raw)
+    assert text == "a\U0001f600b\ufffd"  # the last half has no partner: U+FFFD
+    assert message(stream)["content"] == "a\U0001f600b\ufffd"
+    stream = CompletionStream()
+    assert stream.feed(raw[:53]) == "a"  # the high half waits for its partner
+    assert stream.feed(raw[53:106]) == "\U0001f600b"
 
 
 # Any split, any bytes

@@ -1,16 +1,20 @@
 """Conversations: stored histories and answers, so follow-ups and late answers need no resending.
 
-``open_store(GROK_STORE)`` picks the implementation: ``memory`` (default), ``sqlite:///abs/path``,
+``open_store(GROK_STORE)`` picks the implementation: ``sqlite:///abs/path`` (by default a per-user
+file, ``config.default_store``), ``memory``,
 ``redis://...`` / ``rediss://...``, or ``off``. See docs/conversations-store.md.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 
 from grok_chat_mcp.store._base import (
+    ABANDONED,
+    CANCELLED,
     Busy,
     Conversation,
     LimitExceeded,
@@ -24,6 +28,9 @@ from grok_chat_mcp.store._base import (
 )
 
 __all__ = [
+    "ABANDONED",
+    "CANCELLED",
+    "MEMORY_FALLBACK",
     "Busy",
     "Conversation",
     "LimitExceeded",
@@ -36,6 +43,9 @@ __all__ = [
     "open_store",
     "owner_of",
 ]
+
+#: What a store that cannot be opened means (stderr at start-up, ``--check``).
+MEMORY_FALLBACK = "conversations are kept in memory instead, and lost when the server stops"
 
 #: How often a waiter re-reads a store that other processes write (SQLite, Redis), in seconds.
 POLL_INTERVAL = 1.0
@@ -66,7 +76,7 @@ def open_store(
         from grok_chat_mcp.store.sqlite import SQLiteStore
 
         path = value[len("sqlite://") :] if value.lower().startswith("sqlite://") else ""
-        if not path.startswith("/") or path == "/":
+        if not os.path.isabs(path) or path == "/":  # isabs: C:/... too, as the default is on Windows
             raise ValueError(f"GROK_STORE: use sqlite:///absolute/path/to/file.db, got {url!r}")
         try:
             return SQLiteStore(path, limits, clock, poll_interval=poll_interval)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,13 +27,14 @@ class Limits:
     #: Beyond this, the least recently used conversation is evicted.
     max_conversations: int = 1000
     #: JSON size of one conversation's messages; a call whose history would pass it is refused.
-    max_conversation_bytes: int = 4 * MiB
+    max_conversation_bytes: int = 64 * MiB
     #: Everything stored (messages, answers, errors); least recently used conversations are evicted.
-    max_total_bytes: int = 256 * MiB
+    max_total_bytes: int = 512 * MiB
     #: Idle time to live, in seconds.
     ttl: float = 24 * 3600.0
-    #: A "running" mark older than this (seconds) is abandoned: the process that set it died.
-    running_timeout: float = 1800.0 + 60.0
+    #: Seconds a running call's lease lasts; the call renews it while it runs (``Store.progress``),
+    #: so a running mark not renewed for this long belongs to a process that died.
+    lease: float = 60.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -41,7 +42,7 @@ class Limits:
             "max_conversation_bytes",
             "max_total_bytes",
             "ttl",
-            "running_timeout",
+            "lease",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
@@ -107,6 +108,28 @@ class Unavailable(StoreError):
         )
 
 
+class Damaged(StoreError):
+    """Stored data that cannot be read (a corrupt file or record); the message says where and what to do."""
+
+
+def damaged_store(where: str, detail: str) -> Damaged:
+    """The whole store cannot be read (a corrupt or foreign file)."""
+    return Damaged(
+        f"the conversation store {where} is damaged ({detail}); stop the server and move that file aside "
+        "(the server creates a new one when it starts), then send the full history in messages without "
+        "conversation_id"
+    )
+
+
+def damaged_record(where: str, conversation_id: str, detail: str) -> Damaged:
+    """One conversation's record cannot be read; the rest of the store can."""
+    return Damaged(
+        f"conversation {conversation_id} in the conversation store {where} is damaged ({detail}); send the "
+        "full history in messages without conversation_id to start a new conversation (the damaged record "
+        "expires like any other)"
+    )
+
+
 def too_large(conversation_id: str | None, size: int, limit: int) -> LimitExceeded:
     if conversation_id is None:
         return LimitExceeded(
@@ -126,7 +149,12 @@ def store_full(running: int) -> LimitExceeded:
     )
 
 
-ABANDONED = "the call was interrupted before it finished (the server stopped); send the message again"
+ABANDONED = (
+    "the server that ran this call stopped before it finished; nothing was returned and nothing was "
+    "billed for an answer you can see; ask again"
+)
+#: The error kept for a call cancelled by its client (a task then reads ``cancelled``).
+CANCELLED = "The call was cancelled before it finished; send the message again."
 
 
 def human_size(n: int) -> str:
@@ -149,8 +177,39 @@ def json_size(value: Any) -> int:
     return len(pydantic_core.to_json(value))
 
 
+#: What one JSON value (an object key counts as one) costs in memory beyond its JSON bytes, at most:
+#: a Python object's header and its slot in the container (docs/conversations-store.md, measured).
+VALUE_BYTES = 128
+
+
+def held_size(value: Any) -> int:
+    """Bytes ``value`` counts against the store's limits: its JSON bytes plus :data:`VALUE_BYTES` for
+    each value it holds, so that many small values count for the memory they take, not their text."""
+    return json_size(value) + VALUE_BYTES * inner_values(value)
+
+
+def inner_values(value: Any) -> int:
+    """JSON values inside ``value``, object keys included, ``value`` itself not (so the counts of two
+    arrays add up to the count of the array joining them)."""
+    count = 0
+    stack = [value] if type(value) is dict or type(value) is list else []
+    while stack:  # exact types, and only containers pushed (docs/conversations-store.md)
+        item = stack.pop()
+        if type(item) is dict:
+            count += 2 * len(item)
+            children: Iterable[Any] = item.values()
+        else:
+            count += len(item)
+            children = item
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append(child)
+    return count
+
+
 def joined_size(a: int, b: int) -> int:
-    """Bytes of the JSON array joining two JSON arrays of ``a`` and ``b`` bytes."""
+    """Size of the JSON array joining two JSON arrays of sizes ``a`` and ``b`` (bytes, or
+    :func:`held_size`: an empty array is 2 either way)."""
     if a <= 2:
         return b
     if b <= 2:
@@ -179,17 +238,17 @@ class Store(Protocol):
     async def begin(
         self, owner: str, conversation_id: str | None, new_messages: list[dict[str, Any]]
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Mark a call running and return its id and the history to send upstream.
+        """Mark a call running (with a lease) and return its id and the stored history.
 
         Atomic: of two begins on one id, one gets :class:`Busy`. ``None`` starts a new
-        conversation. The history is the stored messages followed by ``new_messages``; a history
-        over ``max_conversation_bytes`` raises :class:`LimitExceeded`. Clears the last answer and
-        error.
+        conversation. The stored history goes upstream before ``new_messages``; a history that
+        would pass ``max_conversation_bytes`` with them raises :class:`LimitExceeded`. Clears the
+        last answer and error.
         """
         ...
 
     async def progress(self, conversation_id: str, chars: int) -> None:
-        """Record how many characters of the answer the running call has received."""
+        """Renew the running call's lease and record how many characters it has received."""
         ...
 
     async def finish(
@@ -220,8 +279,30 @@ class Store(Protocol):
         """
         ...
 
+    async def cancel(self, conversation_id: str) -> None:
+        """Ask the replica running ``conversation_id``'s call to cancel it (see :meth:`listen_cancels`)."""
+        ...
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        """Call ``cancel`` with each conversation id some replica asked to cancel, until cancelled.
+
+        Only a store that replicas share passes cancels on; the others wait for ever.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections and files."""
+        ...
+
+    async def spent(self, owner: str, window: str) -> int:
+        """What ``owner`` spent in the budget window named ``window``, in ticks (10^-10 USD)."""
+        ...
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        """Add ``ticks`` to ``owner``'s spend in ``window`` atomically and return the new total.
+
+        The count may be forgotten after ``expires_at`` (seconds since the epoch: the window's end).
+        """
         ...
 
 
@@ -232,13 +313,15 @@ class Record:
     id: str
     owner: str
     messages: list[dict[str, Any]] = field(default_factory=list)
-    #: Bytes of ``messages`` as JSON.
+    #: :func:`held_size` of ``messages``.
     messages_bytes: int = 2
     running: bool = False
     started_at: float | None = None
+    #: Until when the running mark holds without a renewal.
+    lease_until: float | None = None
     chars: int = 0
     answer: dict[str, Any] | None = None
-    #: Bytes of ``answer`` as JSON (0 when there is none).
+    #: :func:`held_size` of ``answer`` (0 when there is none).
     answer_bytes: int = 0
     error: str | None = None
     updated_at: float = 0.0
@@ -249,31 +332,29 @@ class Record:
         return self.messages_bytes + self.answer_bytes + len((self.error or "").encode())
 
     def busy(self, now: float, limits: Limits) -> bool:
-        """Running, and not abandoned."""
-        return (
-            self.running and self.started_at is not None and now - self.started_at <= limits.running_timeout
-        )
+        """Running, and its lease still holds (the process running it renews it)."""
+        return self.running and self.lease_until is not None and now <= self.lease_until
 
     def expired(self, now: float, limits: Limits) -> bool:
         return not self.busy(now, limits) and now - self.updated_at > limits.ttl
 
     def start(self, new_messages: list[dict[str, Any]], now: float, limits: Limits) -> list[dict[str, Any]]:
-        """Check and mark the start of a call; the history to send."""
-        size = joined_size(self.messages_bytes, json_size(new_messages))
+        """Check and mark the start of a call; the stored history."""
+        size = joined_size(self.messages_bytes, held_size(new_messages))
         if size > limits.max_conversation_bytes:
             raise too_large(self.id if self.messages else None, size, limits.max_conversation_bytes)
-        self.running, self.started_at, self.chars = True, now, 0
+        self.running, self.started_at, self.lease_until, self.chars = True, now, now + limits.lease, 0
         self.answer, self.answer_bytes, self.error = None, 0, None
         self.updated_at = now
-        return [*self.messages, *new_messages]
+        return list(self.messages)
 
     def complete(
         self, new_messages: list[dict[str, Any]], reply: dict[str, Any], answer: dict[str, Any], now: float
     ) -> None:
         added = [*new_messages, reply]
         self.messages = [*self.messages, *added]
-        self.messages_bytes = joined_size(self.messages_bytes, json_size(added))
-        self.answer, self.answer_bytes = answer, json_size(answer)
+        self.messages_bytes = joined_size(self.messages_bytes, held_size(added))
+        self.answer, self.answer_bytes = answer, held_size(answer)
         self.error, self.running, self.updated_at = None, False, now
 
     def failed(self, error: str, now: float) -> None:

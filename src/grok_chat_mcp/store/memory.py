@@ -35,6 +35,8 @@ class MemoryStore:
         self._records: OrderedDict[str, Record] = OrderedDict()
         self._total = 0
         self._signals = Signals()
+        #: Budget spend in ticks per (owner, window), with the time it may be forgotten.
+        self._spend: dict[tuple[str, str], tuple[int, float]] = {}
 
     @property
     def total_bytes(self) -> int:
@@ -68,7 +70,7 @@ class MemoryStore:
     async def progress(self, conversation_id: str, chars: int) -> None:
         record = self._records.get(conversation_id)
         if record is not None and record.running:
-            record.chars = chars
+            record.chars, record.lease_until = chars, self._clock() + self._limits.lease
 
     async def finish(
         self,
@@ -114,8 +116,25 @@ class MemoryStore:
                 conversation = await self.get(owner, conversation_id)
         return conversation
 
+    async def cancel(self, conversation_id: str) -> None:
+        """Nothing to pass on: the call runs in the process that holds the client's connection."""
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        await anyio.sleep_forever()
+
     async def aclose(self) -> None:
         self._signals.fire_all()
+
+    async def spent(self, owner: str, window: str) -> int:
+        return self._spend.get((owner, window), (0, 0.0))[0]
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        now = self._clock()
+        for key in [key for key, (_, until) in self._spend.items() if until < now]:
+            del self._spend[key]
+        total = self._spend.get((owner, window), (0, 0.0))[0] + ticks
+        self._spend[(owner, window)] = (total, expires_at)
+        return total
 
     def _owned(self, owner: str, conversation_id: str, now: float) -> Record:
         record = self._records.get(conversation_id) if valid_id(conversation_id) else None

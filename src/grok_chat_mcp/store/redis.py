@@ -12,14 +12,18 @@ import redis.asyncio
 import redis.exceptions
 
 from grok_chat_mcp.store._base import (
+    VALUE_BYTES,
     Busy,
     Conversation,
+    Damaged,
     Limits,
     Record,
     Unavailable,
     UnknownConversation,
+    damaged_record,
     dumps,
-    json_size,
+    held_size,
+    inner_values,
     new_id,
     store_full,
     too_large,
@@ -37,7 +41,7 @@ local P = ARGV[1]
 local now_s = ARGV[2]
 local now = tonumber(now_s)
 local ttl = tonumber(ARGV[3])
-local running_timeout = tonumber(ARGV[4])
+local lease = tonumber(ARGV[4])
 local max_n = tonumber(ARGV[5])
 local max_total = tonumber(ARGV[6])
 local max_conv = tonumber(ARGV[7])
@@ -46,8 +50,8 @@ local index, sizes, totalk = P .. 'index', P .. 'sizes', P .. 'total'
 
 local function ckey(id) return P .. 'c:' .. id end
 
-local function busy(running, started)
-  return running == '1' and started and now - tonumber(started) <= running_timeout
+local function busy(running, lease_end)
+  return running == '1' and lease_end and tonumber(lease_end) >= now
 end
 
 local function joined(a, b)
@@ -77,7 +81,7 @@ local function touch(id)
 end
 
 local function idle(id)
-  local f = redis.call('HMGET', ckey(id), 'running', 'started')
+  local f = redis.call('HMGET', ckey(id), 'running', 'lease')
   return not busy(f[1], f[2])
 end
 
@@ -106,7 +110,7 @@ local function make_room(count, size, keep)
 end
 """
 
-# ARGV[9] id, [10] owner, [11] bytes of the new messages, [12] '1' for a new conversation.
+# ARGV[9] id, [10] owner, [11] held_size of the new messages, [12] '1' for a new conversation.
 _BEGIN = """
 local id, owner, new_bytes = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local k = ckey(id)
@@ -116,12 +120,12 @@ if ARGV[12] == '1' then
   local left = make_room(1, 2, '')
   if left > 0 then return {'full', left} end
   redis.call('HSET', k, 'owner', owner, 'messages', '[]', 'mbytes', 2, 'abytes', 0,
-    'running', 1, 'started', now_s, 'chars', 0, 'updated', now_s)
+    'running', 1, 'started', now_s, 'lease', tostring(now + lease), 'chars', 0, 'updated', now_s)
   set_size(id, 2)
   touch(id)
   return {'ok', '[]'}
 end
-local f = redis.call('HMGET', k, 'owner', 'running', 'started', 'updated', 'mbytes')
+local f = redis.call('HMGET', k, 'owner', 'running', 'lease', 'updated', 'mbytes')
 if f[1] ~= owner then return {'unknown'} end
 local is_busy = busy(f[2], f[3])
 if not is_busy and now - tonumber(f[4]) > ttl then
@@ -132,16 +136,18 @@ if is_busy then return {'busy'} end
 local mbytes = tonumber(f[5])
 local size = joined(mbytes, new_bytes)
 if size > max_conv then return {'large', size, mbytes} end
-redis.call('HSET', k, 'running', 1, 'started', now_s, 'chars', 0, 'abytes', 0, 'updated', now_s)
+redis.call('HSET', k, 'running', 1, 'started', now_s, 'lease', tostring(now + lease), 'chars', 0, 'abytes', 0,
+  'updated', now_s)
 redis.call('HDEL', k, 'answer', 'error')
 set_size(id, mbytes)
 touch(id)
 return {'ok', redis.call('HGET', k, 'messages')}
 """
 
-# ARGV[9] id, [10] JSON array of the turns to append, [11] its bytes, [12] the answer's JSON.
+# ARGV[9] id, [10] JSON array of the turns to append, [11] its size, [12] the answer's JSON, [13] its size.
 _FINISH = """
 local id, added, added_bytes, answer = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12]
+local abytes = tonumber(ARGV[13])
 local k = ckey(id)
 local f = redis.call('HMGET', k, 'running', 'messages', 'mbytes')
 if f[1] ~= '1' then return 0 end
@@ -149,10 +155,10 @@ local mbytes = tonumber(f[3])
 local merged = added
 if mbytes > 2 then merged = string.sub(f[2], 1, -2) .. ',' .. string.sub(added, 2) end
 mbytes = joined(mbytes, added_bytes)
-redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', #answer,
+redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', abytes,
   'running', 0, 'updated', now_s)
 redis.call('HDEL', k, 'error')
-set_size(id, mbytes + #answer)
+set_size(id, mbytes + abytes)
 touch(id)
 make_room(0, 0, id)
 redis.call('PUBLISH', P .. 'done:' .. id, 'done')
@@ -176,7 +182,9 @@ return 1
 # ARGV[9] id, [10] chars.
 _PROGRESS = """
 local k = ckey(ARGV[9])
-if redis.call('HGET', k, 'running') == '1' then redis.call('HSET', k, 'chars', ARGV[10]) end
+if redis.call('HGET', k, 'running') == '1' then
+  redis.call('HSET', k, 'chars', ARGV[10], 'lease', tostring(now + lease))
+end
 return 0
 """
 
@@ -184,7 +192,7 @@ return 0
 _GET = """
 local id, owner = ARGV[9], ARGV[10]
 local k = ckey(id)
-local f = redis.call('HMGET', k, 'owner', 'running', 'started', 'updated')
+local f = redis.call('HMGET', k, 'owner', 'running', 'lease', 'updated')
 if f[1] ~= owner then return {} end
 if not busy(f[2], f[3]) and now - tonumber(f[4]) > ttl then
   remove(id)
@@ -192,9 +200,25 @@ if not busy(f[2], f[3]) and now - tonumber(f[4]) > ttl then
 end
 if now > tonumber(f[4]) then redis.call('HSET', k, 'updated', now_s) end
 touch(id)
-return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'chars', 'answer', 'error',
-  'updated')
+return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'lease', 'chars', 'answer',
+  'error', 'updated')
 """
+
+
+def _where(client: redis.asyncio.Redis, prefix: str) -> str:
+    """The store as errors name it: server, database and key prefix, never credentials."""
+    options: dict[str, Any] = client.connection_pool.connection_kwargs
+    server = options.get("path") or f"{options.get('host', '?')}:{options.get('port', '?')}"
+    return f"redis {server} db {options.get('db', 0)} keys {prefix}*"
+
+
+def damaged_keys(where: str, prefix: str) -> Damaged:
+    """A conversation's fields are not what the scripts write (a field that should be a number)."""
+    return Damaged(
+        f"the conversation store {where} holds a conversation this server did not write (a field is not a "
+        f"number); delete the keys {prefix}* to start afresh, then send the full history in messages "
+        "without conversation_id"
+    )
 
 
 class RedisStore:
@@ -216,6 +240,7 @@ class RedisStore:
         poll_interval: float = 1.0,
     ) -> None:
         self._redis = client
+        self.where = _where(client, prefix)
         self._limits = limits or Limits()
         self._clock = clock
         self._prefix = prefix
@@ -247,12 +272,12 @@ class RedisStore:
 
     async def _call(self, name: str, *args: str | int | float) -> Any:
         limits = self._limits
-        key_ttl = max(limits.ttl, limits.running_timeout) + 60.0
+        key_ttl = max(limits.ttl, limits.lease) + 60.0
         common = (
             self._prefix,
             repr(self._clock()),
             repr(float(limits.ttl)),
-            repr(float(limits.running_timeout)),
+            repr(float(limits.lease)),
             limits.max_conversations,
             limits.max_total_bytes,
             limits.max_conversation_bytes,
@@ -260,6 +285,10 @@ class RedisStore:
         )
         try:
             return await self._scripts[name](keys=[self._prefix + "index"], args=[*common, *args])
+        except redis.exceptions.ResponseError as exc:
+            if "user_script" in str(exc) and "attempt to" in str(exc):  # a Lua type error: a damaged field
+                raise damaged_keys(self.where, self._prefix) from exc
+            raise Unavailable(exc) from exc
         except redis.exceptions.RedisError as exc:
             raise Unavailable(exc) from exc
 
@@ -269,7 +298,7 @@ class RedisStore:
         if conversation_id is not None and not valid_id(conversation_id):
             raise UnknownConversation(conversation_id)
         cid = conversation_id or new_id()
-        new_bytes = json_size(new_messages)
+        new_bytes = held_size(new_messages)
         result = await self._call("begin", cid, owner, new_bytes, int(conversation_id is None))
         status = result[0]
         if status == "unknown":
@@ -282,8 +311,8 @@ class RedisStore:
             )
         if status == "full":
             raise store_full(int(result[1]))
-        stored: list[dict[str, Any]] = json.loads(result[1])
-        return cid, [*stored, *new_messages]
+        stored: list[dict[str, Any]] = self._decoded(cid, result[1], list)
+        return cid, stored
 
     async def progress(self, conversation_id: str, chars: int) -> None:
         await self._call("progress", conversation_id, chars)
@@ -295,8 +324,11 @@ class RedisStore:
         reply: dict[str, Any],
         answer: dict[str, Any],
     ) -> None:
-        added = dumps([*new_messages, reply])
-        await self._call("finish", conversation_id, added, len(added.encode()), dumps(answer))
+        turns = [*new_messages, reply]
+        added, text = dumps(turns), dumps(answer)
+        added_size = len(added.encode()) + VALUE_BYTES * inner_values(turns)
+        answer_size = len(text.encode()) + VALUE_BYTES * inner_values(answer)
+        await self._call("finish", conversation_id, added, added_size, text, answer_size)
 
     async def fail(self, conversation_id: str, error: str) -> None:
         await self._call("fail", conversation_id, error)
@@ -307,20 +339,36 @@ class RedisStore:
         fields = await self._call("get", conversation_id, owner)
         if not fields:
             raise UnknownConversation(conversation_id)
-        messages, mbytes, running, started, chars, answer, error, updated = fields
-        record = Record(
-            id=conversation_id,
-            owner=owner,
-            messages=json.loads(messages),
-            messages_bytes=int(mbytes),
-            running=running == "1",
-            started_at=float(started) if started is not None else None,
-            chars=int(chars or 0),
-            answer=json.loads(answer) if answer is not None else None,
-            error=error,
-            updated_at=float(updated),
-        )
+        messages, mbytes, running, started, lease, chars, answer, error, updated = fields
+        try:
+            record = Record(
+                id=conversation_id,
+                owner=owner,
+                messages=self._decoded(conversation_id, messages, list),
+                messages_bytes=int(mbytes),
+                running=running == "1",
+                started_at=float(started) if started is not None else None,
+                lease_until=float(lease) if lease is not None else None,
+                chars=int(chars or 0),
+                answer=self._decoded(conversation_id, answer, dict) if answer is not None else None,
+                error=error,
+                updated_at=float(updated),
+            )
+        except (ValueError, TypeError) as exc:  # a number field that is not one, or missing
+            raise damaged_record(self.where, conversation_id, "a field is not a number") from exc
         return record.view(self._clock(), self._limits)
+
+    def _decoded(self, conversation_id: str, text: Any, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
+        """Stored JSON text as a ``kind``; :class:`Damaged` if it is not what this store writes."""
+        try:
+            value = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise damaged_record(self.where, conversation_id, "its JSON does not parse") from exc
+        if not isinstance(value, kind) or (
+            isinstance(value, list) and not all(isinstance(m, dict) for m in value)
+        ):
+            raise damaged_record(self.where, conversation_id, "its JSON is not what was stored")
+        return value
 
     async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
         conversation = await self.get(owner, conversation_id)
@@ -343,14 +391,57 @@ class RedisStore:
         return await self.get(owner, conversation_id)
 
     async def _busy(self, conversation_id: str) -> bool:
-        running, started = await self._redis.hmget(
-            self._prefix + "c:" + conversation_id, ["running", "started"]
-        )
-        return bool(
-            running == "1"
-            and started is not None
-            and self._clock() - float(started) <= self._limits.running_timeout
-        )
+        running, lease = await self._redis.hmget(self._prefix + "c:" + conversation_id, ["running", "lease"])
+        if running != "1" or lease is None:
+            return False
+        try:
+            return float(lease) >= self._clock()
+        except ValueError as exc:
+            raise damaged_record(self.where, conversation_id, "its lease is not a number") from exc
+
+    async def cancel(self, conversation_id: str) -> None:
+        try:
+            await self._redis.publish(self._prefix + "cancel", conversation_id)
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        """Subscribed to the cancel channel; reconnects after a failure, a second later."""
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._prefix + "cancel")
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None and isinstance(message.get("data"), str):
+                        cancel(message["data"])
+            except redis.exceptions.RedisError:
+                await anyio.sleep(1.0)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()
+
+    async def spent(self, owner: str, window: str) -> int:
+        try:
+            value = await self._redis.get(self._spend_key(owner, window))
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+        return int(value or 0)
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        key = self._spend_key(owner, window)
+        seconds = max(1, int(expires_at - self._clock()) + 1)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, ticks)
+                pipe.expire(key, seconds)
+                total, _ = await pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(exc) from exc
+        return int(total)
+
+    def _spend_key(self, owner: str, window: str) -> str:
+        return f"{self._prefix}spend:{owner}:{window}"
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -23,16 +20,19 @@ from grok_chat_mcp.store._base import (
     Signals,
     Unavailable,
     UnknownConversation,
+    damaged_record,
+    damaged_store,
     dumps,
     new_id,
     store_full,
     valid_id,
     wait_polling,
 )
+from grok_chat_mcp.store.sqlite_file import SQLiteFile
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     messages_bytes INTEGER NOT NULL,
     running INTEGER NOT NULL,
     started_at REAL,
+    lease REAL,
     chars INTEGER NOT NULL,
     answer TEXT,
     answer_bytes INTEGER NOT NULL,
@@ -49,25 +50,62 @@ CREATE TABLE IF NOT EXISTS conversations (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
+CREATE TABLE IF NOT EXISTS spend (
+    owner TEXT NOT NULL,
+    window_key TEXT NOT NULL,
+    ticks INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (owner, window_key)
+);
 """
-# In the queries below, "not busy" is (running = 0 OR started_at IS NULL OR started_at < ?) with
-# ? = now - running_timeout: not running, or running since before the abandon horizon.
+#: Version 1 had no lease: its running marks read as abandoned.
+_MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
+# In the queries below, "not busy" is (running = 0 OR lease IS NULL OR lease < ?) with ? = now:
+# not running, or a lease that its call stopped renewing.
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: tuple[Any, ...], where: str) -> Record:
+    """A row as a record; :class:`Damaged` if it is not what :meth:`SQLiteStore._save` writes."""
+    try:
+        messages = json.loads(row[2])
+        answer = json.loads(row[8]) if row[8] is not None else None
+    except (ValueError, TypeError) as exc:  # TypeError: a number where JSON text was written
+        raise damaged_record(where, row[0], "its JSON does not parse") from exc
+    if not (_well_typed(row) and _objects(messages) and (answer is None or isinstance(answer, dict))):
+        raise damaged_record(where, row[0], "a column holds a value of the wrong type")
     return Record(
         id=row[0],
         owner=row[1],
-        messages=json.loads(row[2]),
+        messages=messages,
         messages_bytes=row[3],
         running=bool(row[4]),
         started_at=row[5],
-        chars=row[6],
-        answer=json.loads(row[7]) if row[7] is not None else None,
-        answer_bytes=row[8],
-        error=row[9],
-        updated_at=row[10],
+        lease_until=row[6],
+        chars=row[7],
+        answer=answer,
+        answer_bytes=row[9],
+        error=row[10],
+        updated_at=row[11],
     )
+
+
+def _well_typed(row: tuple[Any, ...]) -> bool:
+    owner, error, started, lease, updated = row[1], row[10], row[5], row[6], row[11]
+    return (
+        isinstance(owner, str)
+        and all(type(row[i]) is int for i in (3, 4, 7, 9))
+        and all(value is None or isinstance(value, int | float) for value in (started, lease))
+        and isinstance(updated, int | float)
+        and (error is None or isinstance(error, str))
+    )
+
+
+def _objects(messages: Any) -> bool:
+    return isinstance(messages, list) and all(isinstance(message, dict) for message in messages)
+
+
+#: SQLite's verdicts on a file that is not a sound database (extended codes start with these).
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class SQLiteStore:
@@ -78,6 +116,9 @@ class SQLiteStore:
     ``wait`` wakes on this process's ``finish``/``fail`` at once and re-reads the file every
     ``poll_interval`` seconds for other processes.
     """
+
+    #: Seconds a write waits for another process's lock before the store reports itself unavailable.
+    busy_timeout = 30.0
 
     def __init__(
         self,
@@ -90,61 +131,44 @@ class SQLiteStore:
         self._limits = limits or Limits()
         self._clock = clock
         self._poll = poll_interval
-        self._lock = threading.Lock()
         self._signals = Signals()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        if self.path.stat().st_mode & 0o077:
-            os.chmod(self.path, 0o600)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            self._db.close()
+        self._file = SQLiteFile(path, self.busy_timeout)
+        self.path = self._file.path
+        db = self._file.db
+        assert db is not None
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version} is not {SCHEMA_VERSION}: a newer release wrote it"
+                f"schema version {version} is newer than {SCHEMA_VERSION}: a newer release wrote it"
             )
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            db.execute(_MIGRATIONS[step])
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # The transactions, each run in a worker thread.
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+            return await self._file.run(fn)
         except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorname", None) or "").startswith(_DAMAGE):
+                raise damaged_store(str(self.path), str(exc)) from exc
             raise Unavailable(exc) from exc
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._db is None:
-                raise RuntimeError("the conversation store is closed")
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
 
     def _load(self, db: sqlite3.Connection, conversation_id: str) -> Record | None:
         row = db.execute(
-            "SELECT id, owner, messages, messages_bytes, running, started_at, chars, answer, answer_bytes, "
-            "error, updated_at FROM conversations WHERE id = ?",
+            "SELECT id, owner, messages, messages_bytes, running, started_at, lease, chars, answer, "
+            "answer_bytes, error, updated_at FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
-        return _record(row) if row is not None else None
+        return _record(row, str(self.path)) if row is not None else None
 
     def _save(self, db: sqlite3.Connection, r: Record) -> None:
         db.execute(
             "INSERT OR REPLACE INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
-            "chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "lease, chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.id,
                 r.owner,
@@ -152,6 +176,7 @@ class SQLiteStore:
                 r.messages_bytes,
                 int(r.running),
                 r.started_at,
+                r.lease_until,
                 r.chars,
                 dumps(r.answer) if r.answer is not None else None,
                 r.answer_bytes,
@@ -172,9 +197,8 @@ class SQLiteStore:
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
         db.execute(
-            "DELETE FROM conversations WHERE updated_at < ? "
-            "AND (running = 0 OR started_at IS NULL OR started_at < ?)",
-            (now - self._limits.ttl, now - self._limits.running_timeout),
+            "DELETE FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)",
+            (now - self._limits.ttl, now),
         )
 
     def _make_room(self, db: sqlite3.Connection, now: float, count: int, size: int, keep: str = "") -> None:
@@ -184,8 +208,8 @@ class SQLiteStore:
             return
         victims = db.execute(
             "SELECT id, size FROM conversations WHERE id != ? "
-            "AND (running = 0 OR started_at IS NULL OR started_at < ?) ORDER BY updated_at",
-            (keep, now - limits.running_timeout),
+            "AND (running = 0 OR lease IS NULL OR lease < ?) ORDER BY updated_at",
+            (keep, now),
         ).fetchall()
         for victim, victim_size in victims:
             db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
@@ -220,7 +244,8 @@ class SQLiteStore:
     async def progress(self, conversation_id: str, chars: int) -> None:
         def progress(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE conversations SET chars = ? WHERE id = ? AND running = 1", (chars, conversation_id)
+                "UPDATE conversations SET chars = ?, lease = ? WHERE id = ? AND running = 1",
+                (chars, self._clock() + self._limits.lease, conversation_id),
             )
 
         await self._run(progress)
@@ -276,19 +301,41 @@ class SQLiteStore:
         def busy(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "SELECT 1 FROM conversations WHERE id = ? "
-                "AND NOT (running = 0 OR started_at IS NULL OR started_at < ?)",
-                (conversation_id, self._clock() - self._limits.running_timeout),
+                "AND NOT (running = 0 OR lease IS NULL OR lease < ?)",
+                (conversation_id, self._clock()),
             ).fetchone()
             return row is not None
 
         return await self._run(busy)
 
-    async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
+    async def cancel(self, conversation_id: str) -> None:
+        """Nothing to pass on: the call runs in the process that holds the client's connection."""
 
+    async def listen_cancels(self, cancel: Callable[[str], object]) -> None:
+        await anyio.sleep_forever()
+
+    async def spent(self, owner: str, window: str) -> int:
+        def spent(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT ticks FROM spend WHERE owner = ? AND window_key = ?", (owner, window)
+            ).fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._run(spent)
+
+    async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
+        def spend(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM spend WHERE expires_at < ?", (self._clock(),))
+            row = db.execute(
+                "INSERT INTO spend (owner, window_key, ticks, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (owner, window_key) DO UPDATE SET ticks = ticks + excluded.ticks "
+                "RETURNING ticks",
+                (owner, window, ticks, expires_at),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(spend)
+
+    async def aclose(self) -> None:
         self._signals.fire_all()
-        await anyio.to_thread.run_sync(close)
+        await self._file.aclose()

@@ -14,10 +14,12 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -26,14 +28,18 @@ from mcp.server import ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from grok_chat_mcp import __version__, logs
 from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.server import build_server
+from grok_chat_mcp.store.logins import Logins, open_logins
 from grok_chat_mcp.tool import CallPolicy
+from grok_chat_mcp.transports import oauth, server_card
 from grok_chat_mcp.transports.admission import STOP_WAIT, Admission, Limits, Pending
+from grok_chat_mcp.transports.oauth import OAuthOptions
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +63,10 @@ def is_loopback(host: str) -> bool:
 
 
 def bearer(headers: Mapping[str, str] | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if any."""
-    return bearer_token((headers or {}).get("authorization", ""))
+    """The caller's token: ``Authorization: Bearer <token>``, else ``x-api-key: <token>`` (the two
+    static headers claude.ai custom connectors can send)."""
+    headers = headers or {}
+    return bearer_token(headers.get("authorization", "")) or headers.get("x-api-key", "").strip() or None
 
 
 def bearer_token(value: str) -> str | None:
@@ -77,14 +85,20 @@ class Policy:
     server_token: bool
     allow_shared_token: bool = False
     allowed_origins: tuple[str, ...] = ()
+    #: ``--auth oauth``: callers sign in, and spend the AceDataCloud token they signed in with.
+    oauth: OAuthOptions | None = None
 
     @property
     def shares_server_token(self) -> bool:
         """Whether a request without its own token may spend the server's."""
+        if self.oauth is not None:
+            return False
         return self.server_token and (is_loopback(self.host) or self.allow_shared_token)
 
     def startup_problem(self) -> str | None:
         """Why the server must not start with this configuration, or None."""
+        if self.oauth is not None:
+            return oauth.startup_problem(self.oauth.key, self.oauth.public_url)
         if self.server_token and not is_loopback(self.host) and not self.allow_shared_token:
             return (
                 f"refusing to serve {TOKEN_VAR} to anyone who can reach {self.host}: on a non-loopback "
@@ -110,6 +124,11 @@ def request_token(ctx: ServerRequestContext[Any, Any]) -> str | None:
     return token
 
 
+def signed_in_token(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """``--auth oauth``: the AceDataCloud token the caller signed in with (never a header's value)."""
+    return oauth.upstream_token(ctx.request)
+
+
 class InFlight:
     """Calls in progress, so that a ``notifications/cancelled`` sent in its own POST (the stateless
     transport has no session to route it) finds its call.
@@ -120,32 +139,34 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]] = {}
+        self._scopes: dict[str, list[anyio.CancelScope]] = {}
 
     @staticmethod
-    def _key(
-        ctx: ServerRequestContext[Any, Any], request_id: str | int | None
-    ) -> tuple[str, bool, str | int]:
+    def key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> str:
+        """Who is calling (a hash of the bearer token and the client's address) and which request."""
         request = ctx.request
         token = bearer(getattr(request, "headers", None)) or ""
         client = getattr(request, "client", None)
         host = getattr(client, "host", "") or ""
         caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
         # The id's type is part of it: 1 and "1" are different ids.
-        return caller, isinstance(request_id, str), request_id if request_id is not None else ""
+        kind = "s" if isinstance(request_id, str) else "n"
+        return f"call:{caller}:{kind}:{request_id if request_id is not None else ''}"
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> _Tracked:
         """While inside, a cancel from the same caller for the call's request id cancels it."""
         Pending.note_request_id(ctx)
-        return _Tracked(self._scopes, self._key(ctx, ctx.request_id))
+        return _Tracked(self._scopes, self.key(ctx, ctx.request_id))
 
-    def cancel(self, ctx: ServerRequestContext[Any, Any], request_id: str | int) -> None:
-        scopes = self._scopes.get(self._key(ctx, request_id), [])
+    def cancel(self, key: str) -> bool:
+        """Cancel the call known by ``key`` here; False if none is (it may run on another replica)."""
+        scopes = self._scopes.get(key, [])
         if len(scopes) == 1:
             scopes[0].cancel()
-            logger.info("cancelled call %s at the client's request", request_id)
+            logger.info("cancelled a call at the client's request")
         elif scopes:
-            logger.warning("a cancel for %s matches %d calls; cancelled none", request_id, len(scopes))
+            logger.warning("a cancel matches %d calls; cancelled none", len(scopes))
+        return bool(scopes)
 
     def __len__(self) -> int:
         return sum(len(scopes) for scopes in self._scopes.values())
@@ -158,8 +179,8 @@ class _Tracked:
 
     def __init__(
         self,
-        scopes: dict[tuple[str, bool, str | int], list[anyio.CancelScope]],
-        key: tuple[str, bool, str | int],
+        scopes: dict[str, list[anyio.CancelScope]],
+        key: str,
     ) -> None:
         self._scopes, self._key, self._scope = scopes, key, anyio.CancelScope()
 
@@ -207,6 +228,8 @@ class Guard:
                     origin = value.decode("latin-1")
             elif name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
+            elif name == b"x-api-key" and authorization is None and value.strip():
+                authorization = "Bearer " + value.decode("latin-1").strip()
         refusal = self._refusal(scope["path"], scope["method"], origin, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -221,7 +244,7 @@ class Guard:
     ) -> Response | None:
         if path == "/health" and method == "GET":
             return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
-        mcp = path.startswith(MCP_PATH)
+        mcp = path.startswith(MCP_PATH) and path != server_card.PATH
         if mcp and method == "GET":
             return _error(
                 405,
@@ -235,11 +258,17 @@ class Guard:
                 403, "origin not allowed", "This origin may not use the server (see --allow-origin)."
             )
         needs_token = mcp and method != "OPTIONS"
-        if needs_token and not self._shares_server_token and bearer_token(authorization or "") is None:
+        signs_in = self.policy.oauth is not None  # the SDK's bearer check answers, with its metadata
+        if (
+            needs_token
+            and not signs_in
+            and not self._shares_server_token
+            and not bearer_token(authorization or "")
+        ):
             return _error(
                 401,
                 "token required",
-                "Send your AceDataCloud token as 'Authorization: Bearer <token>'.",
+                "Send your AceDataCloud token as 'Authorization: Bearer <token>' or 'x-api-key: <token>'.",
                 {"WWW-Authenticate": 'Bearer realm="grok-chat-mcp"'},
             )
         return None
@@ -273,12 +302,28 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     heartbeat: float = 5.0,
+    logins: Logins | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
-    """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, behind :class:`Guard`."""
+    """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, the server card, and
+    with ``--auth oauth`` the sign-in endpoints, behind :class:`Guard`. ``logins`` and ``clock``
+    replace the sign-in store (``GROK_STORE``) and the time (tests)."""
     if not policy.shares_server_token:
         settings = replace(settings, api_token=None)
+    routes: list[Route] = [
+        server_card.route(policy.oauth.public_url if policy.oauth else None, oauth=bool(policy.oauth))
+    ]
+    auth: dict[str, Any] = {}
+    if policy.oauth is not None:
+        provider = oauth.Provider(policy.oauth, logins or open_logins(settings.store, clock), clock)
+        routes += oauth.routes(provider)
+        auth = {"auth": oauth.auth_settings(policy.oauth), "token_verifier": provider}
+        public = urlsplit(policy.oauth.public_url)
+        policy = replace(
+            policy, allowed_origins=(*policy.allowed_origins, f"{public.scheme}://{public.netloc}")
+        )
     call_policy = CallPolicy(
-        token=request_token,
+        token=signed_in_token if policy.oauth is not None else request_token,
         local_images=False,
         tracker=InFlight(),
         heartbeat=heartbeat,
@@ -299,7 +344,11 @@ def create_app(
         transport_security=security,
         host=policy.host,
         max_request_body_size=MAX_BODY_BYTES,
+        custom_starlette_routes=routes,
+        **auth,
     )
+    if "token_verifier" in auth:
+        oauth.close_at_shutdown(app, auth["token_verifier"].logins)
     cors = CORSMiddleware(  # lets pages from allowed origins read the answers
         app,
         allow_origins=[origin for origin in policy.allowed_origins if origin != "*"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -16,21 +16,9 @@ class Unreadable(Exception):
     """The body cannot be read within its bounds (too large, bad encoding)."""
 
 
-def decoded(response: httpx.Response) -> AsyncIterable[bytes]:
-    """The body, decompressed at most 64 KiB at a time (a gzip bomb cannot balloon). Without a
-    content encoding, the transport's own stream: no layer between the bytes and their reader."""
+async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body, decompressed at most 64 KiB at a time (a gzip bomb cannot balloon)."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
-    stream = response.stream
-    if (
-        encoding in ("", "identity")
-        and not response.is_stream_consumed
-        and isinstance(stream, httpx.AsyncByteStream)
-    ):
-        return stream
-    return _decoded(response, encoding)
-
-
-async def _decoded(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
     if response.is_stream_consumed:  # read already (a mock transport): httpx has decoded it
         if len(response.content) > MAX_RESPONSE_BYTES:
             raise Unreadable("the response is larger than any completion needs")

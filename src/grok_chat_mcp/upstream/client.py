@@ -6,13 +6,11 @@ completion, the error body that is read, and the whole call (``GROK_CALL_TIMEOUT
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import re
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -28,10 +26,11 @@ from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.errors import GrokError, missing_token
 from grok_chat_mcp.redaction import Secrets
 from grok_chat_mcp.request import GrokRequest
+from grok_chat_mcp.upstream.assembly import MAX_ASSEMBLED_CHARS, Assembly, BadEvent, UpstreamEvent
 from grok_chat_mcp.upstream.body import MAX_RESPONSE_BYTES, Unreadable, decoded, read_body
 from grok_chat_mcp.upstream.error_bodies import MAX_ERROR_BODY, excerpt, from_response
-from grok_chat_mcp.upstream.sse import BadEvent, CompletionStream, StreamError, UpstreamEvent, too_deep
-from grok_chat_mcp.upstream.transport import PooledTransport
+from grok_chat_mcp.upstream.json_values import loads, repaired, too_deep
+from grok_chat_mcp.upstream.sse import EventStream, StreamError
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +42,10 @@ BACKOFF_CAP = 8.0
 #: Upstream connections: one per call in flight (a streamed call holds its connection for minutes).
 LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=64, keepalive_expiry=60)
 
-#: Deepest JSON nesting accepted from upstream (a completion is a few levels deep).
-MAX_DEPTH = 64
-#: The longest event-stream line (one chunk; a whole tool call can arrive in one).
-MAX_LINE_CHARS = 4 * 1024 * 1024
-#: The most characters a streamed completion may assemble (text, reasoning, tool arguments).
-MAX_ASSEMBLED_CHARS = 16 * 1024 * 1024
-
 OnText = Callable[[str], Awaitable[None]]
 
 #: The request bodies all calls in flight may hold together (process-wide). A call that would pass
-#: it fails at once, before anything is sent: 8 calls with 60 MiB images held ~900 MiB before.
+#: it fails at once, before anything is sent.
 MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 
 
@@ -104,42 +96,39 @@ class NoCookies(CookieJar):
 def make_http_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The process-wide pooled client. Proxy settings it cannot use (a SOCKS proxy without the
-    ``socksio`` package, a malformed or unsupported proxy URL) do not raise here: every call then
-    fails with one line that says what to fix."""
+    """The process-wide pooled client, on httpx's own transport (proxies and ``NO_PROXY`` from the
+    environment, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` too). Settings it cannot use (a SOCKS proxy
+    without the ``socksio`` package, a malformed or unsupported proxy URL, a certificate file that
+    cannot be read) do not raise here: every call then fails with one line that says what to fix."""
     options: dict[str, Any] = {
         "timeout": httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         "limits": LIMITS,
         "headers": {"User-Agent": f"grok-chat-mcp/{__version__}", "Accept-Encoding": "gzip"},
         "cookies": NoCookies(),
     }
-    if transport is None and not _proxy_in_environment():
-        tls = httpx.create_ssl_context() if settings.endpoint.startswith("https:") else None
-        transport = PooledTransport(LIMITS, tls)
     try:
         return httpx.AsyncClient(transport=transport, trust_env=True, **options)
-    except (ImportError, ValueError, TypeError, httpx.InvalidURL) as exc:
-        problem = _proxy_problem(exc)
+    except (ImportError, ValueError, TypeError, OSError, httpx.InvalidURL) as exc:
+        problem = _setting_problem(exc)
         logger.error("%s", problem)
         return httpx.AsyncClient(transport=_Refusing(problem), trust_env=False, **options)
-
-
-def _proxy_in_environment() -> bool:
-    """Whether a proxy variable is set: then httpx's own transport applies it (and NO_PROXY)."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
-def _proxy_problem(exc: Exception) -> str:
+def _setting_problem(exc: Exception) -> str:
     if isinstance(exc, ImportError) and "socks" in str(exc).lower():
         return (
             "a SOCKS proxy is set (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) but the socksio package is not "
             "installed: install it next to grok-chat-mcp (pip install 'httpx[socks]') or unset the variable"
         )
     reason = _USERINFO.sub("//***@", " ".join(str(exc).split()))[:200] or type(exc).__name__
+    if isinstance(exc, OSError):
+        return (
+            f"the trusted certificates cannot be loaded ({reason}): fix or unset SSL_CERT_FILE and "
+            "SSL_CERT_DIR (a PEM file of CA certificates, or a directory of them)"
+        )
     return (
         f"the proxy settings cannot be used ({reason}): fix or unset HTTPS_PROXY, HTTP_PROXY and "
         "ALL_PROXY (a proxy URL looks like http://host:port)"
@@ -153,7 +142,7 @@ class _Refusing(httpx.AsyncBaseTransport):
         self.problem = problem
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise httpx.ProxyError(self.problem, request=request)
+        raise httpx.TransportError(self.problem, request=request)
 
 
 class GrokClient:
@@ -283,26 +272,23 @@ class GrokClient:
             raise self._network_error(exc, call.attempt) from None
 
     async def _read_stream(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
-        stream = CompletionStream(max_line_chars=MAX_LINE_CHARS, max_assembled_chars=MAX_ASSEMBLED_CHARS)
+        events = EventStream()
+        assembly = Assembly(max_assembled_chars=MAX_ASSEMBLED_CHARS)
         try:
             async for piece in decoded(response):
-                text = stream.feed(piece)
-                if text and call.on_text is not None:
-                    await call.on_text(text)
-                if stream.done:
-                    return stream.result()
-            text = stream.close()
-            if text and call.on_text is not None:
-                await call.on_text(text)
-            if stream.done:
-                return stream.result()
+                await _relay(assembly.take(events.feed(piece)), call)
+                if assembly.done:
+                    return assembly.result()
+            await _relay(assembly.take(events.close()), call)
+            if assembly.done:
+                return assembly.result()
         except StreamError as exc:
             raise _stream_failure(exc, call) from None
         except httpx.TimeoutException:
-            raise _truncated(stream, "no data arrived within the read timeout", call.attempt) from None
+            raise _truncated(assembly, "no data arrived within the read timeout", call.attempt) from None
         except httpx.HTTPError as exc:
-            raise _truncated(stream, f"the connection broke ({type(exc).__name__})", call.attempt) from None
-        raise _truncated(stream, "the stream ended without data: [DONE]", call.attempt)
+            raise _truncated(assembly, f"the connection broke ({type(exc).__name__})", call.attempt) from None
+        raise _truncated(assembly, "the stream ended without data: [DONE]", call.attempt)
 
     def _timeout_error(self, attempt: int) -> GrokError:
         return GrokError(
@@ -353,20 +339,17 @@ class _Call:
         self.attempt = 1
 
 
+async def _relay(text: str, call: _Call) -> None:
+    if text and call.on_text is not None:
+        await call.on_text(text)
+
+
 def _completion(body: bytes, status: int, call: _Call) -> dict[str, Any]:
     try:
-        data = json.loads(body, parse_constant=lambda _: None)
-    except UnicodeDecodeError:  # not UTF-8: what is not valid becomes U+FFFD, the answer is kept
-        try:
-            data = json.loads(body.decode("utf-8", "replace"), parse_constant=lambda _: None)
-        except (ValueError, RecursionError):
-            data = None
-    except (ValueError, RecursionError):
+        data = loads(body)
+    except ValueError:
         data = None
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data, MAX_DEPTH):
-        data = None  # deeper than any completion: refused, like non-JSON
-    if _SURROGATE_ESCAPE.search(body):
-        data = _valid_text(data)
+    data = None if too_deep(data) else repaired(data)  # deeper than any completion: refused
     if not isinstance(data, dict):
         raise GrokError(
             "Unexpected response",
@@ -408,26 +391,7 @@ def _stream_failure(exc: StreamError, call: _Call) -> GrokError:
     )
 
 
-#: A JSON escape of a UTF-16 surrogate: a pair is one character, a lone one is not text.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _valid_text(value: Any) -> Any:
-    """``value`` with surrogate pairs joined and lone surrogates replaced by U+FFFD in every string
-    (keys too), so the answer can be encoded; called on JSON at most :data:`MAX_DEPTH` deep."""
-    if isinstance(value, str):
-        if _SURROGATE.search(value) is None:
-            return value
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if isinstance(value, dict):
-        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_valid_text(item) for item in value]
-    return value
-
-
-def _truncated(stream: CompletionStream, why: str, attempt: int) -> GrokError:
+def _truncated(stream: Assembly, why: str, attempt: int) -> GrokError:
     return GrokError(
         "Stream interrupted",
         f"{why}; {stream.chars} characters had arrived in {stream.chunks} chunks. "

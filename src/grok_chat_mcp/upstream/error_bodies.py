@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from grok_chat_mcp.capabilities import retired_on, snake, use_one_of
+from grok_chat_mcp.capabilities import rejected_argument, retired_on, use_one_of
 from grok_chat_mcp.config import TOKEN_VAR
 from grok_chat_mcp.errors import GrokError
 from grok_chat_mcp.redaction import Secrets
@@ -122,10 +122,6 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     504: _TIMEOUT,
 }
 
-_UNSUPPORTED_ARGUMENT = re.compile(
-    r"(Argument not supported on this model: (?P<a>\w+))|(does not support parameter (?P<b>\w+))"
-)
-
 
 def from_response(status: int, body: bytes, attempts: int, secrets: Secrets, model: str = "") -> GrokError:
     """Map an HTTP error response to a :class:`GrokError` (code first, then status)."""
@@ -137,8 +133,7 @@ def from_response(status: int, body: bytes, attempts: int, secrets: Secrets, mod
     lowered = message.lower()
     if "is not supported" in lowered and (model.lower() in lowered or "model" in lowered) and status < 500:
         title, hint = "Model not available", _model_hint(model)
-    elif match := _UNSUPPORTED_ARGUMENT.search(message):
-        argument = snake(match.group("a") or match.group("b"))
+    elif argument := rejected_argument(message):
         hint = f"{model or 'This model'} rejects {argument}: call again without it."
     elif "can have a name" in lowered:
         hint = "Remove 'name' from every message whose role is not user, then call again."
