@@ -99,7 +99,7 @@ def test_kubernetes_example_passes_the_kubernetes_schemas() -> None:
     done = run(tool("kubernetes-validate"), "--strict", str(manifest))
     assert done.returncode == 0 and "ERROR" not in done.stdout + done.stderr, done.stdout + done.stderr
     text = manifest.read_text()
-    assert "replicas: 3" in text and text.count("path: /health") == 2
+    assert "replicas: 3" in text and "path: /ready" in text and "path: /health" in text
     assert "limits:" in text and "runAsNonRoot: true" in text
 
 
