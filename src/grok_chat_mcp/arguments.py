@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from grok_chat_mcp.capabilities import UNSUPPORTED_FIELDS
-from grok_chat_mcp.contract import MAX_DEPTH, ChatRequest
+from grok_chat_mcp.contract import (
+    MAX_DEPTH,
+    MAX_MESSAGES,
+    MAX_PARTS,
+    MAX_TOOL_CALLS,
+    MAX_TOOLS,
+    MAX_VALUES,
+    ChatRequest,
+)
 from grok_chat_mcp.errors import InvalidArguments
 
 
@@ -66,8 +74,17 @@ def parse_arguments(arguments: Mapping[str, Any] | None) -> tuple[ChatRequest, d
             continue  # an explicit null means "not set"
         if key in _STRUCTURED and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
             value = _decode_json_text(key, value)
-        _check_json(value, key, 0)
         payload[key] = value
+    _check_counts(payload)  # before the models are built: their cost is per item, not per byte
+    left = MAX_VALUES
+    for key, value in payload.items():
+        try:
+            left = _check_json(value, key, 0, left)
+        except _TooMany:
+            raise InvalidArguments(
+                f"{key}: the arguments hold more than {MAX_VALUES:,} JSON values (objects, arrays, strings, "
+                "numbers); send less structure (with conversation_id, only the new messages)"
+            ) from None
     try:
         request = ChatRequest.model_validate(payload)
     except ValidationError as exc:
@@ -84,12 +101,41 @@ def _decode_json_text(key: str, text: str) -> Any:
         raise InvalidArguments(f"{key}: looks like JSON text but does not parse") from None
 
 
-def _check_json(value: Any, path: str, depth: int) -> None:
+#: Lists whose length is bounded, checked before anything is built per item.
+_CAPPED = {"messages": MAX_MESSAGES, "tools": MAX_TOOLS}
+_CAPPED_IN_MESSAGE = {"content": MAX_PARTS, "tool_calls": MAX_TOOL_CALLS}
+
+
+def _check_counts(payload: Mapping[str, Any]) -> None:
+    for key, cap in _CAPPED.items():
+        _at_most(payload.get(key), key, cap)
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for index, message in enumerate(messages):
+            if isinstance(message, dict):
+                for key, cap in _CAPPED_IN_MESSAGE.items():
+                    _at_most(message.get(key), f"messages[{index}].{key}", cap)
+
+
+def _at_most(value: Any, path: str, cap: int) -> None:
+    if isinstance(value, list) and len(value) > cap:
+        raise InvalidArguments(f"{path}: expected at most {cap} item(s), got {len(value)}")
+
+
+class _TooMany(Exception):
+    """More JSON values than :data:`MAX_VALUES`."""
+
+
+def _check_json(value: Any, path: str, depth: int, left: int) -> int:
+    """Check one value and all it holds; how many values may still follow."""
+    if left <= 0:
+        raise _TooMany
+    left -= 1
     if depth > MAX_DEPTH:
         raise InvalidArguments(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if value.isascii():  # the common case, and every data: URL: nothing to check
-            return
+            return left
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -99,10 +145,11 @@ def _check_json(value: Any, path: str, depth: int) -> None:
             raise InvalidArguments(f"{path}: {value} is not a finite number (JSON has no NaN or Infinity)")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_json(item, f"{path}.{key}", depth + 1)
+            left = _check_json(item, f"{path}.{key}", depth + 1, left)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]", depth + 1)
+            left = _check_json(item, f"{path}[{index}]", depth + 1, left)
+    return left
 
 
 _MAX_ERROR_LINES = 5

@@ -85,14 +85,36 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=1024,
         metavar="N",
-        help="MCP requests served at once; more get HTTP 503, /health is always answered (default: 1024)",
+        help="requests served at once, counted from a complete body; more get HTTP 503 (default: 1024)",
+    )
+    web.add_argument(
+        "--max-requests-per-address",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests in flight from one client address; more get HTTP 429 (default: 0, no cap)",
     )
     web.add_argument(
         "--idle-timeout",
         type=int,
         default=5,
         metavar="SECONDS",
-        help="close a connection idle this long, before its first request too (default: 5)",
+        help="close a connection idle this long, also before its first request and within a "
+        "request body (default: 5)",
+    )
+    web.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60,
+        metavar="SECONDS",
+        help="a request body must arrive in full within this time, or HTTP 408 (default: 60)",
+    )
+    web.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=25,
+        metavar="SECONDS",
+        help="on SIGTERM, requests in flight get this long to finish (default: 25)",
     )
     web.add_argument(
         "--allow-shared-token",
@@ -188,6 +210,7 @@ def collecting_later() -> Iterator[None]:
 def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     """Start the streamable HTTP transport, unless its policy forbids this configuration."""
     from grok_chat_mcp.transports import http  # stdio mode never imports the HTTP transport
+    from grok_chat_mcp.transports.admission import Limits
 
     oauth = None
     if args.auth == "oauth":
@@ -205,13 +228,14 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     if problem is not None:
         logger.error("%s", problem)
         sys.exit(2)
-    http.serve(
-        settings,
-        policy,
-        args.port,
+    limits = Limits(
         max_requests=max(1, args.max_requests),
-        idle_timeout=max(1, args.idle_timeout),
+        per_address=max(0, args.max_requests_per_address),
+        idle=max(1, args.idle_timeout),
+        body=max(1.0, args.body_timeout),
+        grace=max(0.0, args.shutdown_grace),
     )
+    http.serve(settings, policy, args.port, limits)
 
 
 def mask(token: str) -> str:

@@ -36,6 +36,13 @@ __all__ = ["ChatRequest", "input_schema"]
 MAX_DEPTH = 64
 #: Upstream's limit on the number of tools (xAI API reference).
 MAX_TOOLS = 128
+#: Messages in one call, content parts in one message, tool calls on one message, and JSON values
+#: (objects, arrays, strings, numbers, booleans, nulls) in all the arguments: bounds on what a
+#: call costs in memory beyond its bytes (docs/tool.md, limits, says why these values).
+MAX_MESSAGES = 2048
+MAX_PARTS = 512
+MAX_TOOL_CALLS = 256
+MAX_VALUES = 50_000
 
 
 class _Model(BaseModel):
@@ -90,6 +97,7 @@ _CONTENT_SCHEMA = {
         {"type": "string"},
         {
             "type": "array",
+            "maxItems": MAX_PARTS,
             "items": {
                 "type": "object",
                 "properties": {
@@ -174,10 +182,14 @@ class Message(_Model):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Annotated[
-        list[ContentPart] | None, BeforeValidator(_content_or_text), WithJsonSchema(_CONTENT_SCHEMA)
+        Annotated[list[ContentPart], Field(max_length=MAX_PARTS)] | None,
+        BeforeValidator(_content_or_text),
+        WithJsonSchema(_CONTENT_SCHEMA),
     ] = None
     name: str | None = None
-    tool_calls: list[ToolCall] | None = Field(default=None, description="Assistant only: the calls it made")
+    tool_calls: list[ToolCall] | None = Field(
+        default=None, max_length=MAX_TOOL_CALLS, description="Assistant only: the calls it made"
+    )
     tool_call_id: str | None = Field(default=None, description="Tool messages: the id of the call answered")
     reasoning_content: str | None = Field(default=None, description="Assistant only: earlier reasoning")
 
@@ -239,6 +251,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_MESSAGES,
         description="Conversation messages, oldest first (required unless conversation_id collects an "
         "answer). Each has 'role' (system/developer/user/assistant/tool) and 'content'. For vision, "
         "content may be a list of text and image_url parts (https, data: or a local JPEG/PNG path). "

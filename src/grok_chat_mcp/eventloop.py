@@ -1,7 +1,6 @@
 """Which event loop runs the server: uvloop where it is installed (Linux and macOS), else asyncio.
 
-uvloop runs the same code with about 9 % fewer instructions per tool call (bench/run.py);
-``GROK_EVENT_LOOP=asyncio`` turns it off.
+What uvloop buys is measured in docs/benchmarks.md; ``GROK_EVENT_LOOP=asyncio`` turns it off.
 """
 
 from __future__ import annotations

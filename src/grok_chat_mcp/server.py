@@ -95,14 +95,10 @@ def input_schema() -> dict[str, Any]:
 #: How long clients may reuse a tools/list result (2026-07-28 cache hints): an hour.
 TOOLS_TTL_MS = 3_600_000
 
-#: Conversation bounds: one conversation holds a call's worth of images (the 64 MiB message cap).
-CONVERSATION_BYTES = 64 * 1024 * 1024
-STORE_BYTES = 512 * 1024 * 1024
-
 
 def store_limits() -> Limits:
-    """The bounds of this server's store (read when the server starts, so tests may lower them)."""
-    return Limits(max_conversation_bytes=CONVERSATION_BYTES, max_total_bytes=STORE_BYTES)
+    """The bounds of this server's store (looked up when the server starts, so tests may lower them)."""
+    return Limits()
 
 
 def _open_store(settings: Settings, limits: Limits | None = None) -> Store | None:

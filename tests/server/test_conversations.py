@@ -19,6 +19,7 @@ from standin.upstream import Upstream
 
 from grok_chat_mcp.config import Settings
 from grok_chat_mcp.server import build_server
+from grok_chat_mcp.store import Limits
 from grok_chat_mcp.tool import NAME, CallPolicy
 from tests.conftest import HELLO, TOKEN, answer, text_of
 
@@ -161,7 +162,7 @@ async def test_sqlite_keeps_conversations_across_restarts(stand_in: Upstream, tm
 async def test_a_conversation_past_its_size_limit_is_refused(
     stand_in: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("grok_chat_mcp.server.CONVERSATION_BYTES", 2000)
+    monkeypatch.setattr("grok_chat_mcp.server.store_limits", lambda: Limits(max_conversation_bytes=3000))
     async with connected(settings_for(stand_in, "memory")) as client:
         big = [{"role": "user", "content": "x" * 1500}]
         conversation_id = (await client.call_tool(NAME, {"messages": big})).structured_content[

@@ -8,11 +8,14 @@ the whole round trip. Every request is recorded (path and JSON body).
 - :class:`ResponsesAPI`: OpenAI's Responses API (``POST /v1/responses``, SSE), for the Codex CLI.
 - :class:`GeminiAPI`: the Gemini API (``:generateContent``, ``:streamGenerateContent?alt=sse``,
   ``:countTokens``), for the Gemini CLI.
+- :class:`MessagesAPI`: Anthropic's Messages API (``POST /v1/messages``, SSE), for Claude Code;
+  it loads a deferred tool through ``ToolSearch`` first and can collect a ``running`` call.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +55,12 @@ class ScriptedAPI:
     requests: list[Recorded] = field(default_factory=list)
     #: The text of each tool result the host sent back, as the model saw it.
     tool_results: list[str] = field(default_factory=list)
+    #: Whether the model collects a ``running`` result by calling again with its conversation_id.
+    collect: bool = False
+    #: The arguments of each call of our tool the model asked for, in order.
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    #: The model's final answers.
+    answers: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -62,6 +71,20 @@ class ScriptedAPI:
     def answer(self, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
         """The content type and body of the reply to one request."""
         raise NotImplementedError
+
+    def call(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Ask for a call of our tool (with ``arguments``, else the scripted ones) and record it."""
+        self.calls.append(self.arguments if arguments is None else arguments)
+        return self.calls[-1]
+
+    def after(self, output: str) -> dict[str, Any] | str:
+        """The model's step after a tool result: the collecting call's arguments, or its answer."""
+        self.tool_results.append(output)
+        running = running_id(output)
+        if self.collect and running is not None:
+            return self.call({"conversation_id": running})
+        self.answers.append(answer_from(output))
+        return self.answers[-1]
 
     def __enter__(self) -> Self:
         api = self
@@ -110,20 +133,19 @@ class ResponsesAPI(ScriptedAPI):
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
         outputs = [item for item in body.get("input", ()) if item.get("type") == "function_call_output"]
-        if outputs:
-            self.tool_results.append(text_of(outputs[-1]["output"]))
+        step = self.after(text_of(outputs[-1]["output"])) if outputs else self.call()
+        number = len(self.requests)
+        if isinstance(step, str):
             item: dict[str, Any] = {
-                "type": "message", "id": "msg_2", "role": "assistant", "status": "completed",
-                "content": [{"type": "output_text", "text": answer_from(self.tool_results[-1]),
-                             "annotations": []}],
+                "type": "message", "id": f"msg_{number}", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": step, "annotations": []}],
             }  # fmt: skip
         else:
             item = {
-                "type": "function_call", "id": "fc_1", "call_id": "call_1", "status": "completed",
-                "name": "grok_chat_completions", "namespace": self.namespace,
-                "arguments": json.dumps(self.arguments),
+                "type": "function_call", "id": f"fc_{number}", "call_id": f"call_{number}",
+                "status": "completed", "name": "grok_chat_completions", "namespace": self.namespace,
+                "arguments": json.dumps(step),
             }  # fmt: skip
-        number = len(self.requests)
         events: list[dict[str, Any]] = [
             {"type": "response.created", "response": {"id": f"resp_{number}"}},
             {"type": "response.output_item.done", "output_index": 0, "item": item},
@@ -165,13 +187,15 @@ class GeminiAPI(ScriptedAPI):
             for part in content.get("parts", ())
             if "functionResponse" in part
         ]
-        if responses:
-            self.tool_results.append(response_text(responses[-1]["response"]))
-            part: dict[str, Any] = {"text": answer_from(self.tool_results[-1])}
-        elif self.offers_tool(body):
-            part = {"functionCall": {"name": self.tool, "args": self.arguments}}
-        else:  # a side request (the CLI's own helpers): answer it plainly
-            part = {"text": "{}"}
+        if not responses and not self.offers_tool(body):  # a side request (the CLI's own helpers)
+            part: dict[str, Any] = {"text": "{}"}
+        else:
+            step = self.after(response_text(responses[-1]["response"])) if responses else self.call()
+            part = (
+                {"text": step}
+                if isinstance(step, str)
+                else {"functionCall": {"name": self.tool, "args": step}}
+            )
         reply = {
             "candidates": [
                 {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
@@ -204,3 +228,119 @@ def response_text(response: Any) -> str:
         if isinstance(content, list):
             return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return json.dumps(response)
+
+
+#: Claude Code's name for our tool (server ``grok``).
+CLAUDE_TOOL = "mcp__grok__grok_chat_completions"
+
+
+@dataclass
+class MessagesAPI(ScriptedAPI):
+    """Anthropic's Messages API as Claude Code uses it. The tool result comes back as a
+    ``tool_result`` block. Claude Code 2.1.337 offers an MCP tool deferred (``defer_loading``)
+    unless its server has ``alwaysLoad``: the model then calls ``ToolSearch`` with
+    ``select:<tool>`` first. With ``collect``, a ``running`` result is collected by calling the
+    tool again with its ``conversation_id``, as long as the model is told how (the instruction
+    must reach it)."""
+
+    tool: str = CLAUDE_TOOL
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
+        if "/count_tokens" in path:
+            return "application/json", json.dumps({"input_tokens": 10}).encode()
+        block = self.next_block(body) if self.offers(body) else {"type": "text", "text": "{}"}
+        message = {
+            "id": f"msg_{len(self.requests)}", "type": "message", "role": "assistant",
+            "model": str(body.get("model", "claude-scripted")), "content": [block],
+            "stop_reason": "tool_use" if block["type"] == "tool_use" else "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 5},
+        }  # fmt: skip
+        if not body.get("stream"):
+            return "application/json", json.dumps(message).encode()
+        return "text/event-stream", sse(message_events(message), named=True)
+
+    def offers(self, body: dict[str, Any]) -> bool:
+        """Whether this request is the conversation with the user (a side request offers no tool)."""
+        return any(tool.get("name") in (self.tool, "ToolSearch") for tool in body.get("tools", ()))
+
+    def next_block(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The model's next step: load the tool, call it, collect, or answer with the result."""
+        messages = body.get("messages", [])
+        names = {
+            block["id"]: block["name"]
+            for message in messages if message.get("role") == "assistant"
+            for block in content_blocks(message) if block.get("type") == "tool_use"
+        }  # fmt: skip
+        last = content_blocks(messages[-1])
+        results = [block for block in last if block.get("type") == "tool_result"]
+        if results and names.get(results[-1].get("tool_use_id")) == "ToolSearch":
+            return self.use(self.call())
+        if results:
+            step = self.after(tool_result_text(results[-1]))
+        elif self.tool in names.values():  # a result that arrives later, as a message of its own
+            step = self.after("".join(str(block.get("text", "")) for block in last))
+        else:
+            return self.use(self.call()) if self.loaded(body) else self.use(None)
+        return {"type": "text", "text": step} if isinstance(step, str) else self.use(step)
+
+    def loaded(self, body: dict[str, Any]) -> bool:
+        """Whether our tool is offered without ``defer_loading``."""
+        return any(
+            tool.get("name") == self.tool and not tool.get("defer_loading") for tool in body.get("tools", ())
+        )
+
+    def use(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
+        """A ``tool_use`` block: our tool with these arguments, or (None) ToolSearch loading it."""
+        name, given = (self.tool, arguments) if arguments is not None else ("ToolSearch", None)
+        search = {"query": f"select:{self.tool}", "max_results": 1}
+        return {
+            "type": "tool_use",
+            "id": f"toolu_{len(self.requests)}",
+            "name": name,
+            "input": given or search,
+        }
+
+    @property
+    def turns(self) -> int:
+        """Model turns in the conversation with the user (side requests not counted)."""
+        return sum(1 for request in self.requests if self.offers(request.body))
+
+
+def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return content if isinstance(content, list) else [{"type": "text", "text": str(content)}]
+
+
+def tool_result_text(block: dict[str, Any]) -> str:
+    """A ``tool_result`` block's text: a string, or its text parts."""
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content or () if isinstance(part, dict))
+
+
+def running_id(output: str) -> str | None:
+    """The ``conversation_id`` of a ``running`` result (as JSON, or as its sentence), if ``output`` is one."""
+    if not re.search(r'"status":\s*"running"|Still running', output):
+        return None
+    found = re.search(r"conv_[A-Za-z0-9_-]+", output)
+    return found.group() if found else None
+
+
+def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message as the Messages API streams it."""
+    (block,) = message["content"]
+    if block["type"] == "tool_use":
+        start = {**block, "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+    else:
+        start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
+    return [
+        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+        {"type": "content_block_start", "index": 0, "content_block": start},
+        {"type": "content_block_delta", "index": 0, "delta": delta},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+         "usage": {"output_tokens": 5}},
+        {"type": "message_stop"},
+    ]  # fmt: skip

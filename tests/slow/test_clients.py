@@ -1,4 +1,5 @@
-"""docs/clients.md's Claude Code instructions, run with the real ``claude`` binary (offline: add, list)."""
+"""docs/clients.md's Claude Code instructions, run with the real ``claude`` binary, offline: add, list,
+and headless calls through a scripted Messages API (tests/slow/scripted_models.py)."""
 
 from __future__ import annotations
 
@@ -30,17 +31,26 @@ CLAUDE = claude_binary()
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (CI installs it)")
 
 
-def claude(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def claude(home: Path, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``claude`` with only ``home`` as its home, run in ``cwd`` (default: the home)."""
     assert CLAUDE is not None
     env = {
         "HOME": str(home),
         "PATH": os.environ.get("PATH", ""),
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        **extra,
     }
     return subprocess.run(
-        [CLAUDE, *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False
+        [CLAUDE, *args], capture_output=True, text=True, env=env, cwd=cwd or home, timeout=120, check=False
     )
+
+
+def trust(home: Path, folder: Path) -> None:
+    """What accepting Claude Code's trust dialog in ``folder`` records."""
+    config = json.loads((home / ".claude.json").read_text())
+    config.setdefault("projects", {}).setdefault(str(folder), {})["hasTrustDialogAccepted"] = True
+    (home / ".claude.json").write_text(json.dumps(config))
 
 
 def documented_command(prefix: str) -> list[str]:
@@ -58,14 +68,49 @@ def test_documented_add_json_applies_always_load_and_connects(tmp_path: Path) ->
     stored = json.loads((tmp_path / ".claude.json").read_text())["mcpServers"]["grok"]
     assert stored["alwaysLoad"] is True  # Claude Code keeps the key
     assert stored["env"]["ACEDATACLOUD_API_TOKEN"] == TOKEN
-    listed = claude(tmp_path, *documented_command("claude mcp list")[1:])
-    assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if line.startswith("grok:"))
-    assert "Connected" in line, listed.stdout
+    project = tmp_path / "project"
+    project.mkdir()
+    for trusted in (False, True):  # `claude mcp list` checks servers only in a trusted folder
+        if trusted:
+            trust(tmp_path, project)
+        listed = claude(tmp_path, *documented_command("claude mcp list")[1:], cwd=project)
+        assert listed.returncode == 0, listed.stderr
+        line = next(line for line in listed.stdout.splitlines() if line.startswith("grok:"))
+        assert ("Connected" if trusted else "Not checked (folder not trusted") in line, listed.stdout
     again = claude(tmp_path, *command[1:])  # what the docs say about a second registration
     assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
     removed = claude(tmp_path, *documented_command("claude mcp remove grok")[1:])
     assert removed.returncode == 0, removed.stderr
+
+
+@pytest.mark.parametrize("always_load", [True, False])
+def test_print_mode_calls_the_tool_and_defers_it_unless_always_load(
+    tmp_path: Path, always_load: bool
+) -> None:
+    from standin.upstream import SSE_WORDS, Upstream
+
+    from tests.slow.scripted_models import SAYS, MessagesAPI
+
+    command = documented_command("claude mcp add-json grok")
+    entry = json.loads(command[-1])
+    with Upstream() as upstream, MessagesAPI() as model:
+        entry["env"]["ACEDATACLOUD_API_BASE_URL"] = upstream.url("sse10")
+        if not always_load:
+            del entry["alwaysLoad"]
+        assert claude(tmp_path, *command[1:-1], json.dumps(entry)).returncode == 0
+        done = claude(
+            tmp_path, *documented_command("claude -p")[1:],
+            ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="sk-ant-scripted",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = next(request.body for request in model.requests if model.offers(request.body))
+    assert model.loaded(first) is always_load  # else deferred: only ToolSearch can load it
+    if always_load:
+        assert model.turns == 2  # the call, then the answer
+    else:  # ToolSearch costs a turn, and one more when the server connects after the first turn
+        assert model.turns >= 3
+    assert len(model.calls) == len(upstream.requests) == 1
+    assert SAYS + "".join(SSE_WORDS) in done.stdout, done.stdout
 
 
 TS_SDK = ROOT / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"

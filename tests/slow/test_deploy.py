@@ -99,7 +99,7 @@ def test_kubernetes_example_passes_the_kubernetes_schemas() -> None:
     done = run(tool("kubernetes-validate"), "--strict", str(manifest))
     assert done.returncode == 0 and "ERROR" not in done.stdout + done.stderr, done.stdout + done.stderr
     text = manifest.read_text()
-    assert "replicas: 3" in text and text.count("path: /health") == 2
+    assert "replicas: 3" in text and "path: /ready" in text and "path: /health" in text
     assert "limits:" in text and "runAsNonRoot: true" in text
 
 
@@ -134,13 +134,13 @@ def test_server_json_fits_the_registry_schema() -> None:
 
 def test_kubernetes_team_server_matches_the_docs() -> None:
     """The example signs users in, keeps the key in a Secret, and gives Redis room above the store's bound."""
-    from grok_chat_mcp.server import STORE_BYTES
+    from grok_chat_mcp.store import Limits
 
     text = (ROOT / "deploy" / "kubernetes" / "grok-chat-mcp.yaml").read_text()
     assert '"--auth", "oauth", "--public-url", "https://grok.example.com"' in text
     assert "secretKeyRef:\n                  name: grok-chat-mcp-oauth" in text
     maxmemory = int(re.search(r'"--maxmemory", "(\d+)mb"', text).group(1))  # type: ignore[union-attr]
-    assert maxmemory * 1024 * 1024 > STORE_BYTES
+    assert maxmemory * 1024 * 1024 > Limits().max_total_bytes
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "Ingress"):
         assert f"kind: {kind}" in text
     readme = (ROOT / "deploy" / "README.md").read_text()

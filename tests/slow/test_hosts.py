@@ -35,6 +35,8 @@ DOC_SCRIPT = "/path/to/grok-chat-mcp/.venv/bin/grok-chat-mcp"
 #: The completion the stand-in streams (scenario ``sse``), as the host's final output must show it.
 ANSWER = SAYS + "".join(SSE_WORDS)
 PROMPT = "Ask Grok to say pong."
+#: The server environment the page's registrations write: the token, and every answer in one call.
+DOC_ENV = {"ACEDATACLOUD_API_TOKEN": TOKEN, "GROK_RETURN_AFTER": "0"}
 
 
 def binary(name: str) -> str | None:
@@ -168,9 +170,9 @@ def test_codex_mcp_add_as_documented(tmp_path: Path) -> None:
     grok = codex_servers(tmp_path)["grok"]
     assert grok["enabled"] is True
     assert grok["transport"]["command"] == SCRIPT
-    assert grok["transport"]["env"] == {"ACEDATACLOUD_API_TOKEN": TOKEN}
+    assert grok["transport"]["env"] == DOC_ENV
     written = tomllib.loads((tmp_path / ".codex" / "config.toml").read_text())
-    assert written["mcp_servers"]["grok"]["env"] == {"ACEDATACLOUD_API_TOKEN": TOKEN}
+    assert written["mcp_servers"]["grok"]["env"] == DOC_ENV
 
 
 @needs_codex
@@ -279,7 +281,7 @@ def test_gemini_mcp_add_as_documented_connects(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     grok = json.loads((home / ".gemini" / "settings.json").read_text())["mcpServers"]["grok"]
     assert grok["command"] == SCRIPT
-    assert grok["env"] == {"ACEDATACLOUD_API_TOKEN": TOKEN}
+    assert grok["env"] == DOC_ENV
     assert grok["timeout"] == 1_800_000
     listed = gemini(home, project, "mcp", "list")
     assert listed.returncode == 0, listed.stderr

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from grok_chat_mcp.arguments import parse_arguments
-from grok_chat_mcp.contract import input_schema
+from grok_chat_mcp.contract import MAX_MESSAGES, MAX_PARTS, MAX_TOOL_CALLS, MAX_VALUES, input_schema
 from grok_chat_mcp.errors import InvalidArguments
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -294,7 +295,7 @@ def test_a_call_without_messages_gets_one_line() -> None:
 
 def test_huge_invalid_values_give_short_errors() -> None:
     with pytest.raises(InvalidArguments) as caught:
-        parse_arguments({"messages": HELLO, "temperature": "x" * 1_000_000, "seed": [0] * 100_000})
+        parse_arguments({"messages": HELLO, "temperature": "x" * 1_000_000, "seed": [0] * 20_000})
     assert len(str(caught.value)) < 300
     assert "temperature" in str(caught.value) and "seed" in str(caught.value)
 
@@ -305,3 +306,88 @@ def test_the_shipped_schema_file_is_what_the_models_generate() -> None:
     assert shipped() == input_schema(), (
         "regenerate: python -m grok_chat_mcp.contract > src/grok_chat_mcp/input_schema.json"
     )
+
+
+# Bounds by structure: what a call costs in memory grows with its items, not only its bytes.
+
+
+def test_structural_caps_are_in_the_schema() -> None:
+    props = input_schema()["properties"]
+    message = props["messages"]["items"]["properties"]
+    assert props["messages"]["maxItems"] == MAX_MESSAGES
+    parts = next(v for v in message["content"]["anyOf"] if v.get("type") == "array")
+    assert parts["maxItems"] == MAX_PARTS
+    assert message["tool_calls"]["maxItems"] == MAX_TOOL_CALLS
+
+
+TEXT_PART = {"type": "text", "text": "a"}
+TOOL_CALL = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+def with_calls(count: int) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": None, "tool_calls": [TOOL_CALL] * count}, *HELLO]
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        (
+            HELLO * (MAX_MESSAGES + 1),
+            f"messages: expected at most {MAX_MESSAGES} item(s), got {MAX_MESSAGES + 1}",
+        ),
+        (HELLO * 2_000_000, f"messages: expected at most {MAX_MESSAGES} item(s), got 2000000"),
+        (
+            [*HELLO, {"role": "user", "content": [TEXT_PART] * 2_000_000}],
+            f"messages[1].content: expected at most {MAX_PARTS} item(s), got 2000000",
+        ),
+        (
+            with_calls(MAX_TOOL_CALLS + 1),
+            f"messages[0].tool_calls: expected at most {MAX_TOOL_CALLS} item(s), got {MAX_TOOL_CALLS + 1}",
+        ),
+    ],
+    ids=["messages", "two-million-messages", "two-million-parts", "tool-calls"],
+)
+def test_structural_caps_name_the_field(messages: list[dict[str, Any]], expected: str) -> None:
+    with pytest.raises(InvalidArguments) as caught:
+        parse_arguments({"messages": messages})
+    assert str(caught.value) == expected
+
+
+def test_the_caps_themselves_are_accepted() -> None:
+    many = [{"role": "user", "content": [TEXT_PART] * MAX_PARTS}, *HELLO * (MAX_MESSAGES - 2)]
+    request, payload = parse_arguments({"messages": [*with_calls(MAX_TOOL_CALLS)[:1], *many]})
+    assert len(payload["messages"]) == MAX_MESSAGES == len(request.messages or [])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"messages": [{"role": "user", "content": "a", "x": [[]] * MAX_VALUES}]}, "messages"),
+        ({"messages": HELLO, "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+            "enum": list(range(MAX_VALUES))}}}]}, "tools"),
+        ({"messages": HELLO, "response_format": {"type": "json_schema", "json_schema": {"name": "n", "s": [
+            {}] * MAX_VALUES}}}, "response_format"),
+        ({"messages": HELLO * 1024 + [{"role": "user", "content": [TEXT_PART] * 100}] * 1000}, "messages"),
+    ],
+    ids=["extra-key", "tool-schema", "json-schema", "parts-over-many-messages"],
+)  # fmt: skip
+def test_too_many_values_in_all_are_refused_naming_the_field(arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidArguments) as caught:
+        parse_arguments(arguments)
+    assert str(caught.value) == (
+        f"{field}: the arguments hold more than {MAX_VALUES:,} JSON values (objects, arrays, strings, "
+        "numbers); send less structure (with conversation_id, only the new messages)"
+    )
+
+
+def test_over_the_caps_nothing_is_built_per_item() -> None:
+    """A refusal costs a walk, not a model per part (2,000,000 parts took gigabytes)."""
+    huge = {"messages": [{"role": "user", "content": [TEXT_PART] * 2_000_000}]}
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArguments):
+            parse_arguments(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024

@@ -7,15 +7,19 @@ Time is a fake clock; the only real waiting is a few milliseconds of polling. Re
 from __future__ import annotations
 
 import contextlib
+import gc
+import json
 import os
 import socket
 import sqlite3
 import stat
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pydantic_core
 import pytest
 import redis.asyncio
 
@@ -32,7 +36,7 @@ from grok_chat_mcp.store import (
     open_store,
     owner_of,
 )
-from grok_chat_mcp.store._base import ABANDONED, json_size
+from grok_chat_mcp.store._base import ABANDONED, Damaged, held_size
 from grok_chat_mcp.store.memory import MemoryStore
 from grok_chat_mcp.store.redis import RedisStore
 from grok_chat_mcp.store.sqlite import SQLiteStore
@@ -269,31 +273,32 @@ async def test_finish_fail_progress_on_a_gone_conversation_do_nothing(make: Fact
 
 
 async def test_a_conversation_over_its_byte_limit_is_refused(make: Factory) -> None:
-    limits = Limits(max_conversation_bytes=400, max_total_bytes=10_000)
+    limit = held_size([user("y" * 100), reply("re: " + "y" * 100), user("ok")]) + 10
+    limits = Limits(max_conversation_bytes=limit, max_total_bytes=10_000)
     store = make(limits)
     with pytest.raises(LimitExceeded, match="send fewer or shorter messages"):
-        await store.begin(ALICE, None, [user("x" * 400)])
+        await store.begin(ALICE, None, [user("x" * limit)])
     cid = await turn(store, None, "y" * 100)
     stored = (await store.get(ALICE, cid)).messages
-    assert json_size(stored) <= 400
+    assert held_size(stored) <= limit
     with pytest.raises(LimitExceeded, match="start a new conversation: send a summary") as refused:
         await store.begin(ALICE, cid, [user("z" * 200)])
     assert "\n" not in str(refused.value)
     after = await store.get(ALICE, cid)
     assert (after.running, after.messages) == (False, stored)
     _, history = await store.begin(ALICE, cid, [user("ok")])
-    assert json_size([*history, user("ok")]) <= 400
+    assert held_size([*history, user("ok")]) <= limit
 
 
-async def test_the_byte_check_counts_the_json_exactly(make: Factory) -> None:
+async def test_the_size_check_counts_exactly(make: Factory) -> None:
     first = [user("é" * 50)]
     second = [user("ü" * 50)]
-    final_size = json_size([*first, reply("r"), *second])
+    final_size = held_size([*first, reply("r"), *second])
     store = make(Limits(max_conversation_bytes=final_size, max_total_bytes=10_000))
     cid, _ = await store.begin(ALICE, None, first)
     await store.finish(cid, first, reply("r"), answer("r"))
     _, history = await store.begin(ALICE, cid, second)
-    assert json_size([*history, *second]) == final_size
+    assert held_size([*history, *second]) == final_size
     await store.fail(cid, "e")
     with pytest.raises(LimitExceeded):
         await store.begin(ALICE, cid, [user("ü" * 50 + "!")])
@@ -317,7 +322,7 @@ async def test_least_recently_used_is_evicted_past_the_count(make: Factory) -> N
 
 async def test_total_bytes_are_bounded_by_eviction(make: Factory) -> None:
     clock = Clock()
-    store = make(Limits(max_conversation_bytes=1_000, max_total_bytes=2_000), clock)
+    store = make(Limits(max_conversation_bytes=3_000, max_total_bytes=6_000), clock)
     ids = []
     for i in range(6):
         ids.append(await turn(store, None, f"{i}" * 300))
@@ -328,8 +333,8 @@ async def test_total_bytes_are_bounded_by_eviction(make: Factory) -> None:
             kept.append(await store.get(ALICE, cid))
     assert [c.id for c in kept] == ids[-len(kept) :]
     assert 1 <= len(kept) < 6
-    total = sum(json_size(c.messages) + json_size(c.answer) for c in kept)
-    assert total <= 2_000
+    total = sum(held_size(c.messages) + held_size(c.answer) for c in kept)
+    assert total <= 6_000
 
 
 async def test_running_calls_are_not_evicted(make: Factory) -> None:
@@ -455,12 +460,12 @@ async def test_wait_on_a_finished_conversation_returns_the_last_answer(make: Fac
 
 
 async def test_errors_are_store_errors_with_one_line(make: Factory) -> None:
-    store = make(Limits(max_conversation_bytes=100, max_total_bytes=1000))
+    store = make(Limits(max_conversation_bytes=1000, max_total_bytes=10_000))
     cid, _ = await store.begin(ALICE, None, [user("q")])
     for attempt in (
         store.begin(ALICE, cid, [user("q")]),
         store.begin(ALICE, "conv_nothere12345", [user("q")]),
-        store.begin(ALICE, None, [user("q" * 200)]),
+        store.begin(ALICE, None, [user("q" * 400)]),
     ):
         with pytest.raises(StoreError) as refused:
             await attempt
@@ -701,10 +706,10 @@ async def test_redis_keys_expire_and_hold_no_token(redis_url: str) -> None:
         await raw.aclose()
 
 
-async def test_redis_byte_accounting_stays_exact(redis_url: str) -> None:
+async def test_redis_size_accounting_stays_exact(redis_url: str) -> None:
     clock = Clock()
     store = RedisStore.from_url(
-        redis_url, Limits(max_conversation_bytes=2_000, max_total_bytes=3_000), clock, prefix="bytes-test:"
+        redis_url, Limits(max_conversation_bytes=8_000, max_total_bytes=12_000), clock, prefix="bytes-test:"
     )
     raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -716,14 +721,209 @@ async def test_redis_byte_accounting_stays_exact(redis_url: str) -> None:
             )
             clock.advance(1)
         sizes = {str(k): int(v) for k, v in (await raw.hgetall("bytes-test:sizes")).items()}
-        assert int(await raw.get("bytes-test:total") or 0) == sum(sizes.values()) <= 3_000
+        assert int(await raw.get("bytes-test:total") or 0) == sum(sizes.values()) <= 12_000
         assert set(sizes) == set(await raw.zrange("bytes-test:index", 0, -1))
         for cid in sizes:
             conversation = await store.get(ALICE, cid)
             error = conversation.error or ""
-            expected = json_size(conversation.messages) + len(error.encode())
-            expected += json_size(conversation.answer) if conversation.answer is not None else 0
+            expected = held_size(conversation.messages) + len(error.encode())
+            expected += held_size(conversation.answer) if conversation.answer is not None else 0
             assert sizes[cid] == expected
     finally:
         await store.aclose()
         await raw.aclose()
+
+
+# A damaged store: an error that names the store and says what to do, never a crash.
+
+
+def sqlite_row(path: Path, cid: str, column: str, value: object) -> None:
+    """Overwrite one column of one conversation's row behind the store's back."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"UPDATE conversations SET {column} = ? WHERE id = ?", (value, cid))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "detail"),
+    [
+        ("messages", '[{"role": "us', "its JSON does not parse"),
+        ("messages", '{"role": "user"}', "a column holds a value of the wrong type"),
+        ("answer", "[1, 2]", "a column holds a value of the wrong type"),
+        ("messages_bytes", "many", "a column holds a value of the wrong type"),
+        ("started_at", "soon", "a column holds a value of the wrong type"),
+    ],
+)
+async def test_sqlite_damaged_row_is_a_store_error_naming_the_file(
+    tmp_path: Path, column: str, value: object, detail: str
+) -> None:
+    path = tmp_path / "conversations.db"
+    store = SQLiteStore(path, clock=Clock())
+    try:
+        cid = await turn(store, None, "hi")
+        other = await turn(store, None, "untouched")
+        sqlite_row(path, cid, column, value)
+        for attempt in (store.get(ALICE, cid), store.begin(ALICE, cid, [user("again")])):
+            with pytest.raises(Damaged) as refused:
+                await attempt
+            text = str(refused.value)
+            assert isinstance(refused.value, StoreError) and "\n" not in text
+            assert f"conversation {cid} in the conversation store {path} is damaged ({detail})" in text
+            assert "send the full history in messages without conversation_id" in text
+        assert (await store.get(ALICE, other)).answer == answer("re: untouched")  # the rest still works
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_corrupt_file_is_a_store_error_saying_to_move_it_aside(tmp_path: Path) -> None:
+    path = tmp_path / "conversations.db"
+    store = SQLiteStore(path, clock=Clock())
+    cid = await turn(store, None, "x" * 5000)
+    await store.aclose()  # checkpoints the WAL into the file
+    with path.open("r+b") as file:
+        file.seek(4096)  # page 2: the conversations table
+        file.write(b"\xff" * 200)
+    store = SQLiteStore(path, clock=Clock())
+    try:
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        assert str(refused.value) == (
+            f"the conversation store {path} is damaged (database disk image is malformed); stop the server "
+            "and move that file aside (the server creates a new one when it starts), then send the full "
+            "history in messages without conversation_id"
+        )
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "detail"),
+    [
+        ("messages", "not json", "its JSON does not parse"),
+        ("messages", '{"a": 1}', "its JSON is not what was stored"),
+        ("answer", '"text"', "its JSON is not what was stored"),
+        ("chars", "many", "a field is not a number"),
+    ],
+)
+async def test_redis_damaged_value_is_a_store_error_naming_the_store(
+    redis_url: str, field: str, value: str, detail: str
+) -> None:
+    store = RedisStore.from_url(f"{redis_url}", prefix="damage-test:")
+    raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        cid = await turn(store, None, "hi")
+        await raw.hset(f"damage-test:c:{cid}", field, value)
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        text = str(refused.value)
+        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        where = f"redis 127.0.0.1:{port} db 0 keys damage-test:*"
+        assert text.startswith(f"conversation {cid} in the conversation store {where} is damaged ({detail})")
+        if field == "messages":
+            with pytest.raises(Damaged):
+                await store.begin(ALICE, cid, [user("again")])
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+async def test_redis_field_the_scripts_cannot_read_is_a_store_error(redis_url: str) -> None:
+    store = RedisStore.from_url(f"{redis_url}", prefix="damage-test:")
+    raw = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        cid = await turn(store, None, "hi")
+        await raw.hset(f"damage-test:c:{cid}", "updated", "yesterday")
+        with pytest.raises(Damaged) as refused:
+            await store.get(ALICE, cid)
+        assert str(refused.value).startswith(
+            f"the conversation store {store.where} holds a conversation this server did not write (a field "
+            "is not a number); delete the keys damage-test:* to start afresh"
+        )
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+def test_redis_store_is_named_without_its_credentials() -> None:
+    store = RedisStore.from_url("redis://someone:hunter2-secret@cache.internal:6380/3")
+    assert store.where == "redis cache.internal:6380 db 3 keys grok-chat-mcp:{conversations}:*"
+
+
+# Size accounting: what a conversation counts against the limits bounds the memory it takes.
+
+N = 5_000
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SHAPES = {
+    "empty arrays": [[]] * N,
+    "empty objects": [{}] * N,
+    "one-key objects": [{"a": 0}] * N,
+    "distinct keys": [{f"k{i}": 1} for i in range(N)],
+    "distinct strings": [str(i) for i in range(N)],
+    "non-ascii strings": [f"é{i}" for i in range(N)],
+    "floats": [i + 0.5 for i in range(N)],
+    "big integers": [10**15 + i for i in range(N)],
+    "text parts": [{"role": "user", "content": [{"type": "text", "text": "a"}] * N}],
+    "tiny messages": [user("a")] * N,
+    "tool calls": [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": ""}} for i in range(N)
+        ]}
+    ],
+    "deep nesting": [nested(60) for _ in range(N // 60)],
+}  # fmt: skip
+
+
+def traced(make_value: Callable[[], object]) -> tuple[object, int]:
+    """A value built by ``make_value`` and the bytes it holds (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        value = make_value()
+        return value, tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("loads", [json.loads, pydantic_core.from_json], ids=["json", "pydantic_core"])
+def test_held_size_bounds_the_memory_of_the_parsed_json(shape: str, loads: Callable[[str], object]) -> None:
+    """Stored JSON is parsed by the SQLite and Redis stores (json) and by the SDK (pydantic_core)."""
+    text = json.dumps(SHAPES[shape], ensure_ascii=False, separators=(",", ":"))
+    value, memory = traced(lambda: loads(text))
+    assert memory <= held_size(value)
+
+
+async def test_the_memory_stores_byte_cap_bounds_what_it_holds() -> None:
+    """Conversations of tiny parts: 35 times their JSON in memory; the cap holds them all the same."""
+    cap = 1024 * 1024
+    clock = Clock()
+    part = json.dumps({"type": "text", "text": "a"})
+    text = json.dumps([{"role": "user", "content": json.loads(f"[{','.join([part] * 1000)}]")}])
+
+    async def fill() -> MemoryStore:
+        store = MemoryStore(Limits(max_conversation_bytes=cap, max_total_bytes=cap), clock)
+        for _ in range(40):  # 40 x 26 KB of JSON: the cap in bytes alone is reached only at the end
+            messages = pydantic_core.from_json(text)
+            cid, _ = await store.begin(ALICE, None, messages)
+            await store.finish(cid, messages, reply("r"), answer("r"))
+            clock.advance(1)
+        return store
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        store = await fill()
+        gc.collect()
+        memory = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert store.total_bytes <= cap
+    assert len(store) < 40  # evicted: counted by held_size, not by JSON bytes
+    assert memory <= cap

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,9 +27,9 @@ class Limits:
     #: Beyond this, the least recently used conversation is evicted.
     max_conversations: int = 1000
     #: JSON size of one conversation's messages; a call whose history would pass it is refused.
-    max_conversation_bytes: int = 4 * MiB
+    max_conversation_bytes: int = 64 * MiB
     #: Everything stored (messages, answers, errors); least recently used conversations are evicted.
-    max_total_bytes: int = 256 * MiB
+    max_total_bytes: int = 512 * MiB
     #: Idle time to live, in seconds.
     ttl: float = 24 * 3600.0
     #: Seconds a running call's lease lasts; the call renews it while it runs (``Store.progress``),
@@ -108,6 +108,28 @@ class Unavailable(StoreError):
         )
 
 
+class Damaged(StoreError):
+    """Stored data that cannot be read (a corrupt file or record); the message says where and what to do."""
+
+
+def damaged_store(where: str, detail: str) -> Damaged:
+    """The whole store cannot be read (a corrupt or foreign file)."""
+    return Damaged(
+        f"the conversation store {where} is damaged ({detail}); stop the server and move that file aside "
+        "(the server creates a new one when it starts), then send the full history in messages without "
+        "conversation_id"
+    )
+
+
+def damaged_record(where: str, conversation_id: str, detail: str) -> Damaged:
+    """One conversation's record cannot be read; the rest of the store can."""
+    return Damaged(
+        f"conversation {conversation_id} in the conversation store {where} is damaged ({detail}); send the "
+        "full history in messages without conversation_id to start a new conversation (the damaged record "
+        "expires like any other)"
+    )
+
+
 def too_large(conversation_id: str | None, size: int, limit: int) -> LimitExceeded:
     if conversation_id is None:
         return LimitExceeded(
@@ -155,8 +177,39 @@ def json_size(value: Any) -> int:
     return len(pydantic_core.to_json(value))
 
 
+#: What one JSON value (an object key counts as one) costs in memory beyond its JSON bytes, at most:
+#: a Python object's header and its slot in the container (docs/conversations-store.md, measured).
+VALUE_BYTES = 128
+
+
+def held_size(value: Any) -> int:
+    """Bytes ``value`` counts against the store's limits: its JSON bytes plus :data:`VALUE_BYTES` for
+    each value it holds, so that many small values count for the memory they take, not their text."""
+    return json_size(value) + VALUE_BYTES * inner_values(value)
+
+
+def inner_values(value: Any) -> int:
+    """JSON values inside ``value``, object keys included, ``value`` itself not (so the counts of two
+    arrays add up to the count of the array joining them)."""
+    count = 0
+    stack = [value] if type(value) is dict or type(value) is list else []
+    while stack:  # exact types, and only containers pushed (docs/conversations-store.md)
+        item = stack.pop()
+        if type(item) is dict:
+            count += 2 * len(item)
+            children: Iterable[Any] = item.values()
+        else:
+            count += len(item)
+            children = item
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append(child)
+    return count
+
+
 def joined_size(a: int, b: int) -> int:
-    """Bytes of the JSON array joining two JSON arrays of ``a`` and ``b`` bytes."""
+    """Size of the JSON array joining two JSON arrays of sizes ``a`` and ``b`` (bytes, or
+    :func:`held_size`: an empty array is 2 either way)."""
     if a <= 2:
         return b
     if b <= 2:
@@ -260,7 +313,7 @@ class Record:
     id: str
     owner: str
     messages: list[dict[str, Any]] = field(default_factory=list)
-    #: Bytes of ``messages`` as JSON.
+    #: :func:`held_size` of ``messages``.
     messages_bytes: int = 2
     running: bool = False
     started_at: float | None = None
@@ -268,7 +321,7 @@ class Record:
     lease_until: float | None = None
     chars: int = 0
     answer: dict[str, Any] | None = None
-    #: Bytes of ``answer`` as JSON (0 when there is none).
+    #: :func:`held_size` of ``answer`` (0 when there is none).
     answer_bytes: int = 0
     error: str | None = None
     updated_at: float = 0.0
@@ -287,7 +340,7 @@ class Record:
 
     def start(self, new_messages: list[dict[str, Any]], now: float, limits: Limits) -> list[dict[str, Any]]:
         """Check and mark the start of a call; the stored history."""
-        size = joined_size(self.messages_bytes, json_size(new_messages))
+        size = joined_size(self.messages_bytes, held_size(new_messages))
         if size > limits.max_conversation_bytes:
             raise too_large(self.id if self.messages else None, size, limits.max_conversation_bytes)
         self.running, self.started_at, self.lease_until, self.chars = True, now, now + limits.lease, 0
@@ -300,8 +353,8 @@ class Record:
     ) -> None:
         added = [*new_messages, reply]
         self.messages = [*self.messages, *added]
-        self.messages_bytes = joined_size(self.messages_bytes, json_size(added))
-        self.answer, self.answer_bytes = answer, json_size(answer)
+        self.messages_bytes = joined_size(self.messages_bytes, held_size(added))
+        self.answer, self.answer_bytes = answer, held_size(answer)
         self.error, self.running, self.updated_at = None, False, now
 
     def failed(self, error: str, now: float) -> None:

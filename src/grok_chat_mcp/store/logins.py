@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import anyio.to_thread
+from grok_chat_mcp.store.sqlite_file import SQLiteFile
 
 T = TypeVar("T")
 
@@ -144,37 +141,16 @@ class SQLiteLogins:
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        if self.path.stat().st_mode & 0o077:
-            os.chmod(self.path, 0o600)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SQLITE_SCHEMA)
+        self._file = SQLiteFile(path, busy_timeout=30.0)
+        self.path = self._file.path
+        assert self._file.db is not None
+        self._file.db.executescript(_SQLITE_SCHEMA)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+            return await self._file.run(fn)
         except sqlite3.Error as exc:
             raise LoginStoreError(f"the login store ({self.path}) failed: {exc}") from exc
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._db is None:
-                raise sqlite3.ProgrammingError("the login store is closed")
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
 
     def _read(self, db: sqlite3.Connection, kind: str, key: str) -> dict[str, Any] | None:
         row = db.execute(
@@ -224,13 +200,7 @@ class SQLiteLogins:
         return await self._run(count)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
-        await anyio.to_thread.run_sync(close)
+        await self._file.aclose()
 
 
 class RedisLogins:

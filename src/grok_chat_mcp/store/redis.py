@@ -12,14 +12,18 @@ import redis.asyncio
 import redis.exceptions
 
 from grok_chat_mcp.store._base import (
+    VALUE_BYTES,
     Busy,
     Conversation,
+    Damaged,
     Limits,
     Record,
     Unavailable,
     UnknownConversation,
+    damaged_record,
     dumps,
-    json_size,
+    held_size,
+    inner_values,
     new_id,
     store_full,
     too_large,
@@ -106,7 +110,7 @@ local function make_room(count, size, keep)
 end
 """
 
-# ARGV[9] id, [10] owner, [11] bytes of the new messages, [12] '1' for a new conversation.
+# ARGV[9] id, [10] owner, [11] held_size of the new messages, [12] '1' for a new conversation.
 _BEGIN = """
 local id, owner, new_bytes = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local k = ckey(id)
@@ -140,9 +144,10 @@ touch(id)
 return {'ok', redis.call('HGET', k, 'messages')}
 """
 
-# ARGV[9] id, [10] JSON array of the turns to append, [11] its bytes, [12] the answer's JSON.
+# ARGV[9] id, [10] JSON array of the turns to append, [11] its size, [12] the answer's JSON, [13] its size.
 _FINISH = """
 local id, added, added_bytes, answer = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12]
+local abytes = tonumber(ARGV[13])
 local k = ckey(id)
 local f = redis.call('HMGET', k, 'running', 'messages', 'mbytes')
 if f[1] ~= '1' then return 0 end
@@ -150,10 +155,10 @@ local mbytes = tonumber(f[3])
 local merged = added
 if mbytes > 2 then merged = string.sub(f[2], 1, -2) .. ',' .. string.sub(added, 2) end
 mbytes = joined(mbytes, added_bytes)
-redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', #answer,
+redis.call('HSET', k, 'messages', merged, 'mbytes', mbytes, 'answer', answer, 'abytes', abytes,
   'running', 0, 'updated', now_s)
 redis.call('HDEL', k, 'error')
-set_size(id, mbytes + #answer)
+set_size(id, mbytes + abytes)
 touch(id)
 make_room(0, 0, id)
 redis.call('PUBLISH', P .. 'done:' .. id, 'done')
@@ -200,6 +205,22 @@ return redis.call('HMGET', k, 'messages', 'mbytes', 'running', 'started', 'lease
 """
 
 
+def _where(client: redis.asyncio.Redis, prefix: str) -> str:
+    """The store as errors name it: server, database and key prefix, never credentials."""
+    options: dict[str, Any] = client.connection_pool.connection_kwargs
+    server = options.get("path") or f"{options.get('host', '?')}:{options.get('port', '?')}"
+    return f"redis {server} db {options.get('db', 0)} keys {prefix}*"
+
+
+def damaged_keys(where: str, prefix: str) -> Damaged:
+    """A conversation's fields are not what the scripts write (a field that should be a number)."""
+    return Damaged(
+        f"the conversation store {where} holds a conversation this server did not write (a field is not a "
+        f"number); delete the keys {prefix}* to start afresh, then send the full history in messages "
+        "without conversation_id"
+    )
+
+
 class RedisStore:
     """A :class:`~grok_chat_mcp.store.Store` in Redis, for several replicas.
 
@@ -219,6 +240,7 @@ class RedisStore:
         poll_interval: float = 1.0,
     ) -> None:
         self._redis = client
+        self.where = _where(client, prefix)
         self._limits = limits or Limits()
         self._clock = clock
         self._prefix = prefix
@@ -263,6 +285,10 @@ class RedisStore:
         )
         try:
             return await self._scripts[name](keys=[self._prefix + "index"], args=[*common, *args])
+        except redis.exceptions.ResponseError as exc:
+            if "user_script" in str(exc) and "attempt to" in str(exc):  # a Lua type error: a damaged field
+                raise damaged_keys(self.where, self._prefix) from exc
+            raise Unavailable(exc) from exc
         except redis.exceptions.RedisError as exc:
             raise Unavailable(exc) from exc
 
@@ -272,7 +298,7 @@ class RedisStore:
         if conversation_id is not None and not valid_id(conversation_id):
             raise UnknownConversation(conversation_id)
         cid = conversation_id or new_id()
-        new_bytes = json_size(new_messages)
+        new_bytes = held_size(new_messages)
         result = await self._call("begin", cid, owner, new_bytes, int(conversation_id is None))
         status = result[0]
         if status == "unknown":
@@ -285,7 +311,7 @@ class RedisStore:
             )
         if status == "full":
             raise store_full(int(result[1]))
-        stored: list[dict[str, Any]] = json.loads(result[1])
+        stored: list[dict[str, Any]] = self._decoded(cid, result[1], list)
         return cid, stored
 
     async def progress(self, conversation_id: str, chars: int) -> None:
@@ -298,8 +324,11 @@ class RedisStore:
         reply: dict[str, Any],
         answer: dict[str, Any],
     ) -> None:
-        added = dumps([*new_messages, reply])
-        await self._call("finish", conversation_id, added, len(added.encode()), dumps(answer))
+        turns = [*new_messages, reply]
+        added, text = dumps(turns), dumps(answer)
+        added_size = len(added.encode()) + VALUE_BYTES * inner_values(turns)
+        answer_size = len(text.encode()) + VALUE_BYTES * inner_values(answer)
+        await self._call("finish", conversation_id, added, added_size, text, answer_size)
 
     async def fail(self, conversation_id: str, error: str) -> None:
         await self._call("fail", conversation_id, error)
@@ -311,20 +340,35 @@ class RedisStore:
         if not fields:
             raise UnknownConversation(conversation_id)
         messages, mbytes, running, started, lease, chars, answer, error, updated = fields
-        record = Record(
-            id=conversation_id,
-            owner=owner,
-            messages=json.loads(messages),
-            messages_bytes=int(mbytes),
-            running=running == "1",
-            started_at=float(started) if started is not None else None,
-            lease_until=float(lease) if lease is not None else None,
-            chars=int(chars or 0),
-            answer=json.loads(answer) if answer is not None else None,
-            error=error,
-            updated_at=float(updated),
-        )
+        try:
+            record = Record(
+                id=conversation_id,
+                owner=owner,
+                messages=self._decoded(conversation_id, messages, list),
+                messages_bytes=int(mbytes),
+                running=running == "1",
+                started_at=float(started) if started is not None else None,
+                lease_until=float(lease) if lease is not None else None,
+                chars=int(chars or 0),
+                answer=self._decoded(conversation_id, answer, dict) if answer is not None else None,
+                error=error,
+                updated_at=float(updated),
+            )
+        except (ValueError, TypeError) as exc:  # a number field that is not one, or missing
+            raise damaged_record(self.where, conversation_id, "a field is not a number") from exc
         return record.view(self._clock(), self._limits)
+
+    def _decoded(self, conversation_id: str, text: Any, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
+        """Stored JSON text as a ``kind``; :class:`Damaged` if it is not what this store writes."""
+        try:
+            value = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise damaged_record(self.where, conversation_id, "its JSON does not parse") from exc
+        if not isinstance(value, kind) or (
+            isinstance(value, list) and not all(isinstance(m, dict) for m in value)
+        ):
+            raise damaged_record(self.where, conversation_id, "its JSON is not what was stored")
+        return value
 
     async def wait(self, owner: str, conversation_id: str, timeout: float) -> Conversation:  # noqa: ASYNC109
         conversation = await self.get(owner, conversation_id)
@@ -348,7 +392,12 @@ class RedisStore:
 
     async def _busy(self, conversation_id: str) -> bool:
         running, lease = await self._redis.hmget(self._prefix + "c:" + conversation_id, ["running", "lease"])
-        return bool(running == "1" and lease is not None and float(lease) >= self._clock())
+        if running != "1" or lease is None:
+            return False
+        try:
+            return float(lease) >= self._clock()
+        except ValueError as exc:
+            raise damaged_record(self.where, conversation_id, "its lease is not a number") from exc
 
     async def cancel(self, conversation_id: str) -> None:
         try:

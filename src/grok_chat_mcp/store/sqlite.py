@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -23,12 +20,15 @@ from grok_chat_mcp.store._base import (
     Signals,
     Unavailable,
     UnknownConversation,
+    damaged_record,
+    damaged_store,
     dumps,
     new_id,
     store_full,
     valid_id,
     wait_polling,
 )
+from grok_chat_mcp.store.sqlite_file import SQLiteFile
 
 T = TypeVar("T")
 
@@ -64,21 +64,48 @@ _MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
 # not running, or a lease that its call stopped renewing.
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: tuple[Any, ...], where: str) -> Record:
+    """A row as a record; :class:`Damaged` if it is not what :meth:`SQLiteStore._save` writes."""
+    try:
+        messages = json.loads(row[2])
+        answer = json.loads(row[8]) if row[8] is not None else None
+    except (ValueError, TypeError) as exc:  # TypeError: a number where JSON text was written
+        raise damaged_record(where, row[0], "its JSON does not parse") from exc
+    if not (_well_typed(row) and _objects(messages) and (answer is None or isinstance(answer, dict))):
+        raise damaged_record(where, row[0], "a column holds a value of the wrong type")
     return Record(
         id=row[0],
         owner=row[1],
-        messages=json.loads(row[2]),
+        messages=messages,
         messages_bytes=row[3],
         running=bool(row[4]),
         started_at=row[5],
         lease_until=row[6],
         chars=row[7],
-        answer=json.loads(row[8]) if row[8] is not None else None,
+        answer=answer,
         answer_bytes=row[9],
         error=row[10],
         updated_at=row[11],
     )
+
+
+def _well_typed(row: tuple[Any, ...]) -> bool:
+    owner, error, started, lease, updated = row[1], row[10], row[5], row[6], row[11]
+    return (
+        isinstance(owner, str)
+        and all(type(row[i]) is int for i in (3, 4, 7, 9))
+        and all(value is None or isinstance(value, int | float) for value in (started, lease))
+        and isinstance(updated, int | float)
+        and (error is None or isinstance(error, str))
+    )
+
+
+def _objects(messages: Any) -> bool:
+    return isinstance(messages, list) and all(isinstance(message, dict) for message in messages)
+
+
+#: SQLite's verdicts on a file that is not a sound database (extended codes start with these).
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class SQLiteStore:
@@ -104,50 +131,31 @@ class SQLiteStore:
         self._limits = limits or Limits()
         self._clock = clock
         self._poll = poll_interval
-        self._lock = threading.Lock()
         self._signals = Signals()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        if self.path.stat().st_mode & 0o077:
-            os.chmod(self.path, 0o600)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._file = SQLiteFile(path, self.busy_timeout)
+        self.path = self._file.path
+        db = self._file.db
+        assert db is not None
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            self._db.close()
+            db.close()
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than {SCHEMA_VERSION}: a newer release wrote it"
             )
         for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-            self._db.execute(_MIGRATIONS[step])
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(_MIGRATIONS[step])
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # The transactions, each run in a worker thread.
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(partial(self._transaction, fn))
+            return await self._file.run(fn)
         except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorname", None) or "").startswith(_DAMAGE):
+                raise damaged_store(str(self.path), str(exc)) from exc
             raise Unavailable(exc) from exc
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._db is None:
-                raise RuntimeError("the conversation store is closed")
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
 
     def _load(self, db: sqlite3.Connection, conversation_id: str) -> Record | None:
         row = db.execute(
@@ -155,7 +163,7 @@ class SQLiteStore:
             "answer_bytes, error, updated_at FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
-        return _record(row) if row is not None else None
+        return _record(row, str(self.path)) if row is not None else None
 
     def _save(self, db: sqlite3.Connection, r: Record) -> None:
         db.execute(
@@ -329,11 +337,5 @@ class SQLiteStore:
         return await self._run(spend)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
         self._signals.fire_all()
-        await anyio.to_thread.run_sync(close)
+        await self._file.aclose()

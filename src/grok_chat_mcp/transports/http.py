@@ -1,7 +1,9 @@
 """Streamable HTTP transport: ``/mcp`` (stateless) and ``/health``, guarded against open-relay use.
 
 Imported only with ``--transport http``. Everything HTTP-specific lives here: who may spend which
-token, browser origins, per-request tokens, and cancellations that arrive in their own request.
+token, browser origins, per-request tokens, cancellations that arrive in their own request, idle
+connections, and the server that drains on a signal; which requests are taken and for how long is
+``admission.py``'s.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,7 @@ from grok_chat_mcp.server import build_server
 from grok_chat_mcp.store.logins import Logins, open_logins
 from grok_chat_mcp.tool import CallPolicy
 from grok_chat_mcp.transports import oauth, server_card
+from grok_chat_mcp.transports.admission import STOP_WAIT, Admission, Limits, Pending
 from grok_chat_mcp.transports.oauth import OAuthOptions
 
 logger = logging.getLogger(__name__)
@@ -43,11 +46,6 @@ logger = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
 LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
-#: Seconds an idle connection is kept open: after a response, before its first request, and
-#: from the first byte of a request to the end of its head.
-IDLE_TIMEOUT = 5
-#: MCP requests served at once; more get HTTP 503 (``GET /health`` is always answered).
-DEFAULT_MAX_REQUESTS = 1024
 #: Connections the kernel queues before the server accepts them.
 BACKLOG = 4096
 #: The largest JSON-RPC request body accepted (a request with a 20 MiB image as a data: URL).
@@ -157,6 +155,7 @@ class InFlight:
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> _Tracked:
         """While inside, a cancel from the same caller for the call's request id cancels it."""
+        Pending.note_request_id(ctx)
         return _Tracked(self._scopes, self.key(ctx, ctx.request_id))
 
     def cancel(self, key: str) -> bool:
@@ -202,8 +201,8 @@ class _Tracked:
 
 
 class Guard:
-    """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401),
-    ``GET /mcp`` (405: a stateless server has no stream to offer) and requests past the limit (503).
+    """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401)
+    and ``GET /mcp`` (405: a stateless server has no stream to offer).
 
     It reads the path, method and the two headers it needs straight from the ASGI scope (no
     request object per call), and sends only requests with an ``Origin`` header through the CORS
@@ -211,18 +210,10 @@ class Guard:
     :func:`_vary_origin` does without it.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        policy: Policy,
-        max_requests: int = DEFAULT_MAX_REQUESTS,
-        cors: ASGIApp | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, policy: Policy, cors: ASGIApp | None = None) -> None:
         self.app = app
         self.cors = cors
         self.policy = policy
-        self.max_requests = max_requests
-        self.active = 0
         self._shares_server_token = policy.shares_server_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -243,14 +234,10 @@ class Guard:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        self.active += 1
-        try:
-            if origin is None or self.cors is None:
-                await self.app(scope, receive, _vary_origin(send) if self.cors is not None else send)
-            else:
-                await self.cors(scope, receive, send)
-        finally:
-            self.active -= 1
+        if origin is None or self.cors is None:
+            await self.app(scope, receive, _vary_origin(send) if self.cors is not None else send)
+        else:
+            await self.cors(scope, receive, send)
 
     def _refusal(
         self, path: str, method: str, origin: str | None, authorization: str | None
@@ -284,10 +271,6 @@ class Guard:
                 "Send your AceDataCloud token as 'Authorization: Bearer <token>' or 'x-api-key: <token>'.",
                 {"WWW-Authenticate": 'Bearer realm="grok-chat-mcp"'},
             )
-        if needs_token and self.active >= self.max_requests:
-            return _error(
-                503, "busy", "Too many requests in flight; try again shortly.", {"Retry-After": "1"}
-            )
         return None
 
 
@@ -319,7 +302,6 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     heartbeat: float = 5.0,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
     logins: Logins | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
@@ -376,7 +358,7 @@ def create_app(
         expose_headers=["Mcp-Session-Id"],
         max_age=600,
     )
-    return Guard(app, policy, max_requests, cors)
+    return Guard(app, policy, cors)
 
 
 def _host_header(host: str) -> str:
@@ -425,36 +407,78 @@ class IdleLimitedH11(H11Protocol):
             self.timeout_keep_alive_handler()
 
 
-def serve(
-    settings: Settings,
-    policy: Policy,
-    port: int,
-    *,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
-    idle_timeout: int = IDLE_TIMEOUT,
-) -> None:
-    """Run the HTTP server until interrupted; logs the address it really bound (``--port 0``)."""
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose first SIGINT or SIGTERM drains before it stops (:meth:`Admission.drain`);
+    a second one answers the requests in flight at once.
+
+    uvicorn's own handling would end every event stream on the signal (sse-starlette watches for
+    it), so callers in flight got an empty 200; here uvicorn learns of the signal once the drain is
+    over, and its shutdown then finds nothing in flight.
+    """
+
+    def __init__(self, config: uvicorn.Config, admission: Admission) -> None:
+        super().__init__(config)
+        self.admission = admission
+        self.draining: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.should_exit:
+            super().handle_exit(sig, frame)
+        elif self.draining is not None:
+            loop.call_soon_threadsafe(self.admission.stop_all)
+        else:  # a signal handler: the drain starts from the loop
+            loop.call_soon_threadsafe(self._start_drain, sig, frame)
+
+    def _start_drain(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining is None:
+            self.draining = asyncio.get_running_loop().create_task(self._drain(sig, frame))
+
+    async def _drain(self, sig: int, frame: FrameType | None) -> None:
+        await self.admission.drain()
+        super().handle_exit(sig, frame)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``, made as ``IPPROTO_TCP`` so that asyncio sets
+    ``TCP_NODELAY`` on every connection it accepts (it checks the socket's protocol)."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(BACKLOG)  # connections wait in the backlog until the server accepts them
+    return sock
+
+
+def make_server(settings: Settings, policy: Policy, limits: Limits) -> DrainingServer:
+    """The uvicorn server for the app, with the limits; :meth:`uvicorn.Server.run` starts it."""
     from grok_chat_mcp import eventloop
 
-    _raise_file_limit()
-    family = socket.AF_INET6 if ":" in policy.host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((policy.host.strip("[]"), port))
-    sock.listen(BACKLOG)  # connections wait in the backlog until the server accepts them
-    bound = sock.getsockname()[1]
-    logger.info("serving MCP at http://%s:%d%s", _host_header(policy.host), bound, MCP_PATH)
+    admission = Admission(create_app(settings, policy), limits)
     config = uvicorn.Config(
-        create_app(settings, policy, max_requests=max_requests),
+        admission,
         loop=eventloop.choose(settings.event_loop),
         http=IdleLimitedH11,
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=idle_timeout,
+        timeout_keep_alive=limits.idle,
+        timeout_graceful_shutdown=STOP_WAIT,  # after the drain, only a stuck connection waits
         backlog=BACKLOG,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    return DrainingServer(config, admission)
+
+
+def serve(settings: Settings, policy: Policy, port: int, limits: Limits) -> None:
+    """Run the HTTP server until interrupted; logs the address it really bound (``--port 0``)."""
+    _raise_file_limit()
+    sock = listening_socket(policy.host, port)
+    bound = sock.getsockname()[1]
+    logger.info("serving MCP at http://%s:%d%s", _host_header(policy.host), bound, MCP_PATH)
+    make_server(settings, policy, limits).run(sockets=[sock])
 
 
 def _raise_file_limit() -> None:

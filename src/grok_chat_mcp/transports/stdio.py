@@ -32,6 +32,8 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from grok_chat_mcp.structure import TOO_MANY_VALUES, too_many_values
+
 logger = logging.getLogger(__name__)
 
 #: The longest JSON-RPC line accepted: room for a request with a 20 MiB image as a data: URL.
@@ -87,6 +89,8 @@ class LineReader:
         if line and not self.answerable():
             self.stop()
             return ""
+        if too_many_values(line):  # refused before the SDK parses it: docs/design.md, memory by structure
+            return _refusal(line, TOO_MANY_VALUES)
         return line
 
     def _next(self) -> str:
@@ -132,9 +136,14 @@ class LineReader:
                 del self._buffer[: end + 1]
                 break
             self._buffer.clear()
-        found, request_id, method = scan(head)
-        marker = {"id": request_id if found else None, "notification": method and not found}
-        return _TOO_LONG + json.dumps(marker) + "\n"
+        return _refusal(head, f"larger than {MAX_LINE_BYTES // 2**20} MiB")
+
+
+def _refusal(head: str, why: str) -> str:
+    """The marker handed on instead of a line: what its start says, and why it was not."""
+    found, request_id, method = scan(head)
+    marker = {"id": request_id if found else None, "notification": method and not found, "why": why}
+    return _TOO_LONG + json.dumps(marker) + "\n"
 
 
 class LineWriter:
@@ -218,9 +227,7 @@ def diagnose(exc: Exception) -> types.JSONRPCError | None:
         marker = json.loads(data[len(_TOO_LONG) :])
         if marker["notification"]:
             return None
-        return _error(
-            marker["id"], PARSE_ERROR, f"Parse error: message larger than {MAX_LINE_BYTES // 2**20} MiB"
-        )
+        return _error(marker["id"], PARSE_ERROR, f"Parse error: message {marker['why']}")
     if errors and errors[0]["type"] == "json_invalid":
         found, request_id, method = scan(data if isinstance(data, str) else "")
         if method and not found:
