@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at REAL NOT NULL,
     size INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (updated_at);
+DROP INDEX IF EXISTS conversations_by_use;
+CREATE INDEX IF NOT EXISTS conversations_by_use_and_size
+    ON conversations (updated_at, running, lease, size, id);
 CREATE TABLE IF NOT EXISTS spend (
     owner TEXT NOT NULL,
     window_key TEXT NOT NULL,
