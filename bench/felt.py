@@ -35,14 +35,21 @@ HEADLINE = "asyncio"
 T = TypeVar("T")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process's live threads have used, to the nanosecond (``/proc/PID/task/*/schedstat``;
+def cpu_clock(pid: int) -> dict[int, int]:
+    """CPU time each live thread of a process has used, in nanoseconds (``/proc/PID/task/*/schedstat``:
     ``/proc/PID/stat`` counts in 10 ms ticks, coarse for an 80 ms stream)."""
-    total = 0
+    clock = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread that just ended
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+        with contextlib.suppress(OSError, ValueError):  # a thread that just ended
+            clock[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+    return clock
+
+
+def cpu_since(pid: int, before: dict[int, int]) -> float:
+    """Seconds of CPU the process has used since ``before`` (:func:`cpu_clock`), thread by thread:
+    a worker thread that ended meanwhile takes its whole time with it, and must not count as a
+    negative (only what it used in between is missed)."""
+    return sum(used - before.get(thread, 0) for thread, used in cpu_clock(pid).items()) / 1e9
 
 
 def rss_mib(pid: int) -> float:
@@ -306,10 +313,10 @@ async def relay_end_to_end(
                         params: dict[str, Any] = {"name": "grok_chat_completions", "arguments": arguments}
                         if progress:
                             params["_meta"] = {"progressToken": f"p{rep}"}
-                        before = cpu_seconds(peer.process.pid)
+                        before = cpu_clock(peer.process.pid)
                         reply = await peer.request("tools/call", params)
                         done = time.monotonic()
-                        used = cpu_seconds(peer.process.pid) - before
+                        used = cpu_since(peer.process.pid, before)
                         raw = json.dumps(reply).encode()
                         stamps = [float(found) for found in STAMP.findall(raw)]
                         if "error" in reply or reply["result"].get("isError") or not stamps:
@@ -368,7 +375,7 @@ async def slow_calls(
                 server = await start_http(variant, env)
                 try:
                     pid = server.process.pid
-                    idle, cpu_before = rss_mib(pid), cpu_seconds(pid)
+                    idle, cpu_before = rss_mib(pid), cpu_clock(pid)
                     lags: list[float] = []
                     body = tools_call(1, {**arguments, "user": f"stream:{chunks}:50"})
                     tasks = [asyncio.ensure_future(slow_call(server.port, body, lags)) for _ in range(calls)]
@@ -377,7 +384,7 @@ async def slow_calls(
                     await asyncio.wait(tasks, timeout=chunks * 0.05 * 3 + 30)
                     for task in tasks:
                         task.cancel()
-                    cpu = cpu_seconds(pid) - cpu_before
+                    cpu = cpu_since(pid, cpu_before)
                     add(out, name, "slow calls over HTTP: completed", float(len(lags)))
                     if lags:
                         lags.sort()
@@ -456,7 +463,7 @@ async def throughput(
                         times: list[float] = []
                         deadline = time.monotonic() + seconds
                         request = body if mode == "modern" else legacy_body
-                        cpu = sum(cpu_seconds(pid) for pid in pids)
+                        clocks = [cpu_clock(pid) for pid in pids]
                         started = time.monotonic()
                         await asyncio.gather(
                             *(
@@ -465,7 +472,7 @@ async def throughput(
                             )
                         )
                         elapsed = time.monotonic() - started
-                        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+                        cpu = sum(cpu_since(pid, clock) for pid, clock in zip(pids, clocks, strict=True))
                         label = f"HTTP {mode}, {connections} conn" + (
                             f", {processes} processes" if processes > 1 else ""
                         )
