@@ -422,6 +422,7 @@ DIGITS = "9" * 4300
         (call(48, '{"messages":[{"role":"user","content":"x"}],"seed":' + DIGITS + "}"), 48),
         ('{"jsonrpc":"2.0","method":"tools/list","params":{"n":' + DIGITS + '},"id":49', 49),  # cut short
         (b'{"jsonrpc":"2.0","method":"ping","params":{"s":"\xc3\x28"},"id":45,', 45),  # and not JSON
+        ('{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":{', None),  # an id no reply can carry
     ],
 )
 def test_a_rejected_line_gets_its_id(
@@ -435,12 +436,16 @@ def test_a_rejected_line_gets_its_id(
     assert "error" in reply or "result" in reply  # big integers are valid JSON: the request is served
 
 
-def test_a_line_over_64_mib_gets_its_id_even_after_the_method(raw_server: Callable[..., Raw]) -> None:
+def test_a_line_over_64_mib_is_answered_with_its_id(raw_server: Callable[..., Raw]) -> None:
+    """Read whole (the SDK's reader has no cap; docs/design.md has what it costs), parsed, answered."""
     with Upstream() as upstream:
         raw = raw_server(upstream.url("ok"))
         raw.send('{"jsonrpc":"2.0","method":"ping","id":"big","params":{"x":"' + "y" * (65 * 2**20) + '"}}')
         reply = raw.receive(timeout=60)
-        assert reply["id"] == "big" and "larger than 64 MiB" in reply["error"]["message"]
+        assert reply == {"jsonrpc": "2.0", "id": "big", "result": {}}
+        raw.send('{"jsonrpc":"2.0","method":"ping","id":"cut","params":{"x":"' + "y" * (65 * 2**20))
+        reply = raw.receive(timeout=60)
+        assert reply["id"] == "cut" and reply["error"]["code"] == -32700
         raw.send({"jsonrpc": "2.0", "id": 2, "method": "ping"})
         assert raw.receive()["id"] == 2
 

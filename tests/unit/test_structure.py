@@ -1,19 +1,16 @@
-"""Counting a JSON text's structure before it is parsed (the stdio gate in front of the SDK)."""
+"""Counting a JSON text's structure before it is parsed (the HTTP gate in front of the SDK)."""
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 from typing import Any
 
-import mcp_types as types
 import pytest
-from pydantic import ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
 from grok_chat_mcp.contract import MAX_VALUES
 from grok_chat_mcp.structure import MAX_MARKS, too_many_values
-from grok_chat_mcp.transports.stdio import LineReader, diagnose
+from grok_chat_mcp.transports.admission import Admission, Limits
 
 
 def compact(value: Any) -> str:
@@ -64,33 +61,34 @@ def test_many_tiny_parts_are_refused() -> None:
     assert too_many_values(text) and too_many_values(text.encode())
 
 
-def test_an_over_structured_line_is_answered_before_the_sdk_parses_it() -> None:
+@pytest.mark.anyio
+async def test_an_over_structured_http_body_is_refused_before_the_sdk_parses_it() -> None:
     parts = [{"type": "text", "text": "a"}] * 200_000
     params = {
         "name": "grok_chat_completions",
         "arguments": {"messages": [{"role": "user", "content": parts}]},
     }
-    line = compact({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}) + "\n"
-    read, write = os.pipe()
+    body = compact({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}).encode()
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]  # as uvicorn hands it on
+    reached: list[bytes] = []
 
-    def send() -> None:
-        with os.fdopen(write, "wb") as pipe:
-            pipe.write(line.encode())
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (message := await receive())["type"] == "http.request":
+            reached.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                raise AssertionError("the whole body reached the app")
 
-    writer = threading.Thread(target=send)
-    writer.start()
-    try:
-        handed_on = LineReader(read).readline()
-    finally:
-        writer.join()
-        os.close(read)
-    assert len(handed_on) < 200  # the SDK gets a short marker, not 2.6 MB to parse
-    with pytest.raises(ValidationError) as refused:
-        types.jsonrpc_message_adapter.validate_json(handed_on, by_name=False)
-    reply = diagnose(refused.value)
-    assert reply is not None and reply.id == 7
-    assert reply.error.code == -32700
-    assert reply.error.message == (
-        f"Parse error: message with more than {MAX_MARKS:,} brackets and commas (a call's arguments may "
-        f"hold {MAX_VALUES:,} JSON values)"
-    )
+    async def receive() -> Message:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/mcp", "method": "POST", "headers": [], "client": ("127.0.0.1", 1)}
+    await Admission(app, Limits())(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert b"too many values" in b"".join(m.get("body", b"") for m in sent[1:])
+    assert len(reached) == len(body) // 65536  # every chunk but the last: the app never had it whole

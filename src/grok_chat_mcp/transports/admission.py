@@ -18,6 +18,8 @@ from mcp.server import ServerRequestContext
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from grok_chat_mcp.structure import MAX_MARKS, TOO_MANY_VALUES, too_many_values
+
 logger = logging.getLogger(__name__)
 
 READY_PATH = "/ready"
@@ -73,6 +75,9 @@ CROWDED = Refusal(
 )
 AMBIGUOUS = Refusal(
     400, "bad request", "A request may not carry both Content-Length and Transfer-Encoding; send one of them."
+)
+TOO_COMPLEX = Refusal(
+    413, "too many values", f"The message holds too much structure: {TOO_MANY_VALUES}; send a smaller call."
 )
 #: The key under which a request's :class:`Pending` sits in its ASGI scope.
 PENDING_KEY = "grok_chat_mcp.pending"
@@ -201,8 +206,8 @@ class Pending:
     the answer it gets when the server refuses to finish it."""
 
     __slots__ = (
-        "_receive", "_send", "address", "admission", "body_done", "cancel", "complete", "deadline",
-        "has_slot", "muted", "refusal", "request_id", "started", "streaming",
+        "_receive", "_send", "address", "admission", "body_done", "cancel", "chunks", "complete",
+        "deadline", "has_slot", "marks", "muted", "refusal", "request_id", "started", "streaming",
     )  # fmt: skip
 
     def __init__(self, admission: Admission, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,6 +220,8 @@ class Pending:
         self.request_id: str | int | None = None
         self.body_done = self.has_slot = False
         self.started = self.streaming = self.complete = self.muted = False
+        self.chunks: list[bytes] = []  # the body so far (the app keeps the same objects)
+        self.marks = 0  # brackets and commas in it, strings included
         scope[PENDING_KEY] = self  # for note_request_id
 
     @staticmethod
@@ -247,9 +254,16 @@ class Pending:
             message = await self._receive()
         if message is None:
             return await self._refused(SLOW)
-        if message["type"] == "http.request" and message.get("more_body", False):
-            return message
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            self.chunks.append(chunk)
+            self.marks += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+            if message.get("more_body", False):
+                return message
         self.body_done = True
+        chunks, self.chunks = self.chunks, []
+        if self.marks > MAX_MARKS and too_many_values(b"".join(chunks)):  # before the SDK parses it
+            return await self._refused(TOO_COMPLEX)
         if message["type"] == "http.request":
             if not self.admission.take_slot():
                 return await self._refused(BUSY)
