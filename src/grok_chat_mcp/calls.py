@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -76,6 +76,7 @@ class Calls:
         self._call_timeout = call_timeout
         self._clock = clock
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._leases: dict[str, Chars] = {}
         self._jobs = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -178,32 +179,37 @@ class Calls:
             return results.error(f"Conversation {conversation_id} has no answer yet: send a message with it.")
         return results.success(conversation.answer, call.secrets)
 
-    @asynccontextmanager
-    async def leased(self, conversation_id: str | None, chars: Chars) -> AsyncIterator[None]:
-        """While inside, the call's lease is renewed (with the characters received so far)."""
-        store = self.store
-        if store is None or conversation_id is None:
+    @contextmanager
+    def leased(self, conversation_id: str | None, chars: Chars) -> Iterator[None]:
+        """While inside, :meth:`renew_leases` renews the call's lease (with the characters
+        received so far)."""
+        if self.store is None or conversation_id is None:
             yield
             return
-        every = self.limits.lease / 4
+        self._leases[conversation_id] = chars
+        try:
+            yield
+        finally:
+            if self._leases.get(conversation_id) is chars:
+                del self._leases[conversation_id]
 
-        async def renew() -> None:
-            warned = False
-            while True:
-                await anyio.sleep(every)
+    async def renew_leases(self) -> None:
+        """Renew the lease of every call running here, a quarter lease apart (until cancelled): one
+        task for the process, not one a call. A failure is logged once until a renewal succeeds."""
+        store = self.store
+        if store is None:
+            return
+        warned = False
+        while True:
+            await anyio.sleep(self.limits.lease / 4)
+            for conversation_id, chars in list(self._leases.items()):
                 try:
                     await store.progress(conversation_id, chars.count)
+                    warned = False
                 except StoreError as exc:
                     if not warned:
                         logger.warning("could not renew a running call's lease in the store: %s", exc)
                         warned = True
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(renew)
-            try:
-                yield
-            finally:
-                group.cancel_scope.cancel()
 
 
 async def _guarded(job: Job, secrets: Secrets) -> CallToolResult:

@@ -144,7 +144,8 @@ def build_server(
                     return_after=settings.return_after,
                     call_timeout=settings.call_timeout,
                 )
-                if store is not None:  # cancels other replicas pass on (Redis)
+                if store is not None:  # leases, and the cancels other replicas pass on (Redis)
+                    jobs.start_soon(calls.renew_leases)
                     jobs.start_soon(store.listen_cancels, partial(_cancel_here, calls, policy.tracker))
                 try:
                     budget = Budgets.from_setting(settings.budget, store)

@@ -257,7 +257,7 @@ async def _run(
     on_text = _on_text(call.relay, chars) if request.stream else None
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(services.calls.leased(call.conversation_id, chars))
+            stack.enter_context(services.calls.leased(call.conversation_id, chars))
             if call.relay is not None:
                 await stack.enter_async_context(call.relay.running())
             return await _send(grok, services.table, request, call.token, on_text)

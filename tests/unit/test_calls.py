@@ -176,14 +176,17 @@ async def test_a_running_call_renews_its_lease_with_the_characters_received() ->
     now = [1000.0]
     store = MemoryStore(Limits(lease=0.08), clock=lambda: now[0])
     conversation_id, _ = await store.begin(CALL.owner, None, [{"role": "user", "content": "q"}])
-    async with running_calls(store, Limits(lease=0.08)) as calls:
+    async with running_calls(store, Limits(lease=0.08)) as calls, anyio.create_task_group() as renewer:
+        renewer.start_soon(calls.renew_leases)
         chars = Chars()
-        async with calls.leased(conversation_id, chars):
+        with calls.leased(conversation_id, chars):
             chars.count = 42
             now[0] += 0.05  # past the first renewal time: the lease now ends later than it began
             await anyio.sleep(0.1)  # real time for the renewer to run
             now[0] += 0.07  # past the first lease's end, within the renewed one
             conversation = await store.get(CALL.owner, conversation_id)
+        renewer.cancel_scope.cancel()
     assert conversation.running and conversation.chars == 42
+    assert not calls._leases  # the call left: nothing more to renew
     now[0] += 1  # nothing renews it any more: the call reads as abandoned
     assert not (await store.get(CALL.owner, conversation_id)).running
