@@ -20,24 +20,14 @@ import pytest
 from standin.upstream import Upstream
 
 from grok_chat_mcp.contract import MAX_MESSAGES, MAX_PARTS, MAX_VALUES
+from tests.server.test_structure_bounds import CALL, PART, USER, MiB, nested
 from tests.slow.test_hostile import MCP_HEADERS
 from tests.slow.test_http import start_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-MiB = 1024 * 1024
 #: What the structure the caps let through may cost beyond 4x the bytes (measured: docs/design.md).
 ALLOWANCE = 48 * MiB
-PART = {"type": "text", "text": "a"}
-CALL = {"id": "c", "type": "function", "function": {"name": "f", "arguments": ""}}
-USER = {"role": "user", "content": "a"}
-
-
-def nested(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 #: Each builds a call's messages. Over the caps: refused; within: sent upstream and stored.

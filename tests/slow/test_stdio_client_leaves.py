@@ -16,18 +16,9 @@ import pytest
 from standin.upstream import Upstream
 
 from tests.conftest import HELLO, SCRIPT, server_env
+from tests.slow.test_stdio_wire import INIT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
 
 
 def start(stand_in: Upstream, store: str, cwd: Path) -> subprocess.Popen[bytes]:
