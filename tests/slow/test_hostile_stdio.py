@@ -18,7 +18,7 @@ import pytest
 from standin.upstream import Upstream
 
 from tests.conftest import HELLO, SCRIPT, server_env
-from tests.slow.test_stdio_wire import INIT, Raw, call
+from tests.slow.test_stdio_wire import INIT, Raw, call, reap
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
 
@@ -60,12 +60,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        for stream in (process.stdin, process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(process)
 
 
 # --- signals while the client does not read stdout (issue 29 item 4) -------------------------------

@@ -89,12 +89,17 @@ def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
         server.initialize()
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        for stream in (process.stdin, process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(process)
+
+
+def reap(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process if it still runs, wait for it, and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def call(request_id: int, arguments: str) -> str:
