@@ -272,7 +272,9 @@ class MessagesAPI(ScriptedAPI):
             for block in content_blocks(message) if block.get("type") == "tool_use"
         }  # fmt: skip
         last = content_blocks(messages[-1])
-        results = [block for block in last if block.get("type") == "tool_result"]
+        # The tool result may be followed by a user message of its own: Claude Code adds one ("The
+        # user hasn't heard from you in a while...") when a turn has taken long.
+        results = [block for block in since_the_model(messages) if block.get("type") == "tool_result"]
         if results and names.get(results[-1].get("tool_use_id")) == "ToolSearch":
             return self.use(self.call())
         if results:
@@ -304,6 +306,16 @@ class MessagesAPI(ScriptedAPI):
     def turns(self) -> int:
         """Model turns in the conversation with the user (side requests not counted)."""
         return sum(1 for request in self.requests if self.offers(request.body))
+
+
+def since_the_model(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks of the user messages after the model's last turn, in order."""
+    blocks: list[dict[str, Any]] = []
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            break
+        blocks[:0] = content_blocks(message)
+    return blocks
 
 
 def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
