@@ -1,4 +1,5 @@
-"""How much structure a JSON text holds, counted without parsing it.
+"""What an incoming message may be before the SDK parses it: its bytes, and how much structure it
+holds, counted without parsing it.
 
 Parsing builds an object per value (tens of bytes each, whatever the text spends on it), so a
 message of many tiny values costs far more memory than its bytes; this count lets a transport
@@ -12,6 +13,8 @@ from typing import AnyStr
 
 from grok_chat_mcp.contract import MAX_VALUES
 
+#: The largest message taken, an HTTP body or a stdio line (room for a 20 MiB image as a data: URL).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: What a JSON-RPC message may hold beyond its tool arguments: the envelope, ``_meta``, a little more.
 _ENVELOPE = 1000
 #: ``[``, ``{`` and ``,`` outside strings in one message: twice the values the arguments may hold
