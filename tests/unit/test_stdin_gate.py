@@ -146,3 +146,13 @@ def test_fd_0_reads_the_null_device_while_claimed_and_is_restored() -> None:
         assert os.path.samestat(os.fstat(0), null)  # what handlers and children read: nothing
         assert os.read(0, 10) == b""
     assert os.path.samestat(os.fstat(0), before)
+
+
+def test_lines_longer_than_a_read_are_whole_or_refused_whole() -> None:
+    text = request({"messages": [{"role": "user", "content": "y" * (3 * 1024 * 1024)}]}, 1)
+    too_long = request({"messages": [{"role": "user", "content": "y" * (5 * 1024 * 1024)}]}, 2, id_last=True)
+    gate = lines(text, too_long, PING, max_bytes=4 * 1024 * 1024)
+    assert gate.readline() == text
+    reply = answer(gate.readline())
+    assert reply is not None and reply.id == 2 and "longer than 4 MiB" in reply.error.message
+    assert gate.readline() == PING

@@ -28,8 +28,8 @@ TOO_COMPLEX = (
     "call, with fewer messages, content parts or values"
 )
 MiB = 1024 * 1024
-#: How much of an over-long line is read at a time while it is skipped.
-_SKIP = MiB
+#: How much of a long line is read at a time.
+_CHUNK = MiB
 
 
 def checked(source: BinaryIO) -> anyio.AsyncFile[str]:
@@ -52,22 +52,37 @@ class CheckedLines:
 
     def readline(self) -> str:
         while True:
-            line = self.source.readline(self.max_bytes + 1)
+            line = self._line()
             if len(line) > self.max_bytes and not line.endswith(b"\n"):
                 why, head, tail = self.too_long, line[:ID_SCAN], self._rest(line[-ID_TAIL:])
             elif too_many_values(line):
                 why, head, tail = TOO_COMPLEX, line[:ID_SCAN], line[-ID_TAIL:]
             else:
                 return line.decode("utf-8", errors="replace")
-            del line
+            del line  # before the stand-in is built: a refused line is held once
             replacement = stand_in(head.decode(errors="replace"), tail.decode(errors="replace"), why)
             if replacement is not None:
                 return replacement
             logger.warning("refused a notification (no reply is due): %s", why)
 
-    def _rest(self, tail: bytes) -> bytes:
+    def _line(self) -> bytes | bytearray:
+        """The next line, or its first ``max_bytes + 1`` bytes; grown in place, so that a long line
+        is held once (a ``readline`` with a limit joins its chunks: twice)."""
+        first = min(_CHUNK, self.max_bytes + 1)
+        line = self.source.readline(first)
+        if len(line) < first or line.endswith(b"\n"):
+            return line
+        grown = bytearray(line)
+        while len(grown) <= self.max_bytes and not grown.endswith(b"\n"):
+            chunk = self.source.readline(min(_CHUNK, self.max_bytes + 1 - len(grown)))
+            if not chunk:
+                break
+            grown += chunk
+        return grown
+
+    def _rest(self, tail: bytes | bytearray) -> bytes | bytearray:
         """Skip to the end of an over-long line; the last :data:`ID_TAIL` bytes of it."""
-        while not tail.endswith(b"\n") and (chunk := self.source.readline(_SKIP)):
+        while not tail.endswith(b"\n") and (chunk := self.source.readline(_CHUNK)):
             tail = (tail + chunk)[-ID_TAIL:]
         return tail
 
