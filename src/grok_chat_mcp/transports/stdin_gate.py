@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import BinaryIO, TextIO, cast
 
 import anyio
+from mcp.os.win32.utilities import rebind_std_handle_to_fd
 
 from grok_chat_mcp.structure import MAX_MESSAGE_BYTES, TOO_MANY_VALUES, too_many_values
 from grok_chat_mcp.transports.malformed import ID_SCAN, ID_TAIL, stand_in
@@ -95,9 +96,15 @@ def claimed_stdin() -> Iterator[BinaryIO]:
     be blocked on it."""
     private = os.dup(0) if sys.platform == "win32" else fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
     null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    _point_stdin_at(null)
     os.close(null)
     try:
         yield os.fdopen(private, "rb", closefd=False)
     finally:
-        os.dup2(private, 0)
+        _point_stdin_at(private)
+
+
+def _point_stdin_at(fd: int) -> None:
+    os.dup2(fd, 0)
+    with suppress(OSError):  # Windows: the handle child processes inherit (elsewhere, nothing)
+        rebind_std_handle_to_fd(0)
