@@ -1,4 +1,5 @@
-"""How much structure a JSON text holds, counted without parsing it.
+"""What an incoming message may be before the SDK parses it: its bytes, and how much structure it
+holds, counted without parsing it.
 
 Parsing builds an object per value (tens of bytes each, whatever the text spends on it), so a
 message of many tiny values costs far more memory than its bytes; this count lets a transport
@@ -8,10 +9,14 @@ refuse one before the SDK parses it (docs/design.md, memory by structure).
 from __future__ import annotations
 
 import re
-from typing import AnyStr
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from grok_chat_mcp.contract import MAX_VALUES
 
+#: The largest message taken, an HTTP body or a stdio line (room for a 20 MiB image as a data: URL).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: What a JSON-RPC message may hold beyond its tool arguments: the envelope, ``_meta``, a little more.
 _ENVELOPE = 1000
 #: ``[``, ``{`` and ``,`` outside strings in one message: twice the values the arguments may hold
@@ -30,7 +35,7 @@ _MARK = re.compile(r'(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"\[{,]++)*+[\[{,]')
 _MARK_BYTES = re.compile(_MARK.pattern.encode())
 
 
-def too_many_values(text: str | bytes, limit: int = MAX_MARKS) -> bool:
+def too_many_values(text: str | bytes | bytearray, limit: int = MAX_MARKS) -> bool:
     """Whether ``text`` (a line as read, or an HTTP body as received) has more than ``limit`` marks
     (``[``, ``{``, ``,``) outside its strings.
 
@@ -38,17 +43,18 @@ def too_many_values(text: str | bytes, limit: int = MAX_MARKS) -> bool:
     every mark, strings included, is fast and settles most texts; only a text over the limit that
     way is scanned string by string, and the scan stops at the limit.
     """
-    if isinstance(text, bytes):
-        return _over(text, text.count(b",") + text.count(b"[") + text.count(b"{"), limit, _MARK_BYTES)
-    return _over(text, text.count(",") + text.count("[") + text.count("{"), limit, _MARK)
+    if isinstance(text, str):
+        every = text.count(",") + text.count("[") + text.count("{")
+        return every > limit and _over(limit, partial(_MARK.match, text))
+    every = text.count(b",") + text.count(b"[") + text.count(b"{")
+    return every > limit and _over(limit, partial(_MARK_BYTES.match, text))
 
 
-def _over(text: AnyStr, every: int, limit: int, mark: re.Pattern[AnyStr]) -> bool:
-    if every <= limit:
-        return False
+def _over(limit: int, mark: Callable[[int], re.Match[Any] | None]) -> bool:
+    """Whether ``mark``, matched from where it last ended, finds more than ``limit`` marks."""
     position = 0
     for _ in range(limit + 1):
-        found = mark.match(text, position)
+        found = mark(position)
         if found is None:
             return False
         position = found.end()

@@ -1,16 +1,18 @@
 """Memory by structure: no call costs much more than its bytes, whatever its shape (issue 29.3).
 
-An HTTP server process gets one hostile or maximal call; its peak resident memory over what it
-held before (``VmHWM`` minus ``VmRSS``, Linux) must stay within 4x the body plus a fixed allowance:
-the structure that the caps let through (docs/tool.md, limits; docs/design.md, memory by structure).
-A stdio line reaches the SDK's parser before any check of ours can see it (docs/design.md).
+A server process, over HTTP or stdio, gets one hostile or maximal call; its peak resident memory
+over what it held before (``VmHWM`` minus ``VmRSS``, Linux) must stay within 4x the body or line
+plus a fixed allowance: the structure that the caps let through (docs/tool.md, limits;
+docs/design.md, memory by structure).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ import pytest
 from standin.upstream import Upstream
 
 from grok_chat_mcp.contract import MAX_MESSAGES, MAX_PARTS, MAX_VALUES
+from tests.conftest import SCRIPT, server_env
 from tests.server.test_structure_bounds import CALL, PART, USER, MiB, nested
 from tests.slow.test_hostile import MCP_HEADERS
 from tests.slow.test_http import start_cli
+from tests.slow.test_stdio_wire import Raw, reap
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -44,14 +48,15 @@ SHAPES: dict[str, Callable[[], list[dict[str, Any]]]] = {
 }  # fmt: skip
 
 
-class Server:
-    """An HTTP server process (the console script), one POST a call."""
+def encoded_call(request_id: int, messages: list[dict[str, Any]]) -> bytes:
+    params = {"name": "grok_chat_completions", "arguments": {"messages": messages}}
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}).encode()
 
-    def __init__(self, stand_in: Upstream, cwd: Path) -> None:
-        self.process, port = start_cli(stand_in, cwd, GROK_MAX_RETRIES="0")
-        self.drain = threading.Thread(target=lambda: list(self.process.stderr or ()), daemon=True)
-        self.drain.start()
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+class Server(ABC):
+    """A server process (the console script)."""
+
+    process: subprocess.Popen[bytes]
 
     def memory(self) -> tuple[int, int]:
         """(resident now, peak resident) in bytes."""
@@ -62,11 +67,26 @@ class Server:
                 fields[name] = int(value.split()[0]) * 1024
         return fields["VmRSS"], fields["VmHWM"]
 
+    @abstractmethod
     def call(self, request_id: int, messages: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-        params = {"name": "grok_chat_completions", "arguments": {"messages": messages}}
-        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
-        data = body.encode()
-        del body
+        """(the message's bytes, the reply)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the process."""
+
+
+class HttpServer(Server):
+    """Over HTTP, one POST a call."""
+
+    def __init__(self, stand_in: Upstream, cwd: Path) -> None:
+        self.process, port = start_cli(stand_in, cwd, GROK_MAX_RETRIES="0")
+        self.drain = threading.Thread(target=lambda: list(self.process.stderr or ()), daemon=True)
+        self.drain.start()
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+    def call(self, request_id: int, messages: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        data = encoded_call(request_id, messages)
         response = self.http.post("/mcp", content=data, headers=MCP_HEADERS)
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             lines = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
@@ -77,18 +97,45 @@ class Server:
             reply = {"error": {"status": response.status_code, "text": response.text[:200]}}
         return len(data), reply
 
+    def close(self) -> None:
+        self.http.close()
+        self.process.kill()
+        self.process.wait(10)
 
-@pytest.fixture
-def server(stand_in: Upstream, tmp_path: Path) -> Iterator[Server]:
-    server = Server(stand_in, tmp_path)
+
+class StdioServer(Server):
+    """Over stdio, one line a call."""
+
+    def __init__(self, stand_in: Upstream, cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=server_env(stand_in.url("ok"), GROK_MAX_RETRIES="0"),
+            cwd=cwd,
+        )
+        self.raw = Raw(self.process)
+        self.raw.initialize()
+
+    def call(self, request_id: int, messages: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        data = encoded_call(request_id, messages)
+        self.raw.send(data)
+        return len(data) + 1, self.raw.receive(timeout=120)
+
+    def close(self) -> None:
+        reap(self.process)
+
+
+@pytest.fixture(params=[HttpServer, StdioServer], ids=["http", "stdio"])
+def server(request: pytest.FixtureRequest, stand_in: Upstream, tmp_path: Path) -> Iterator[Server]:
+    server: Server = request.param(stand_in, tmp_path)
     try:
         _, first = server.call(1, [USER])  # the first call loads what every call uses
         assert "result" in first
         yield server
     finally:
-        server.http.close()
-        server.process.kill()
-        server.process.wait(10)
+        server.close()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -99,6 +146,6 @@ def test_a_call_costs_at_most_four_times_its_bytes(server: Server, shape: str) -
     del messages
     _, peak = server.memory()
     grew = peak - before
-    print(f"{shape}: {size / MiB:.1f} MiB body, peak +{grew / MiB:.0f} MiB ({grew / size:.1f}x)")
+    print(f"{shape}: {size / MiB:.1f} MiB message, peak +{grew / MiB:.0f} MiB ({grew / size:.1f}x)")
     assert "result" in reply or "error" in reply
-    assert grew <= 4 * size + ALLOWANCE, f"{grew / MiB:.0f} MiB for a {size / MiB:.1f} MiB body"
+    assert grew <= 4 * size + ALLOWANCE, f"{grew / MiB:.0f} MiB for a {size / MiB:.1f} MiB message"

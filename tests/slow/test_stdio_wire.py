@@ -158,14 +158,14 @@ def test_lone_surrogates_and_nan_are_answered(raw: Raw) -> None:
     assert "messages[0].w: inf is not a finite number" in reply["result"]["content"][0]["text"]
 
 
-def test_a_line_over_64_mib_is_read_whole_and_the_tool_refuses_it(raw: Raw) -> None:
-    """The SDK's reader has no line cap (none can be set from outside: docs/design.md); the tool's
-    own limits answer, with the request's id, and the server carries on."""
+def test_a_line_over_64_mib_is_refused_before_the_sdk_reads_it(raw: Raw) -> None:
+    """The stdin gate bounds a line as HTTP bounds a body: the rest of the line is skipped, the
+    request's id answered, and the server carries on."""
     big = call(30, json.dumps({"messages": [{"role": "user", "content": "x" * (65 * 1024 * 1024)}]}))
     raw.send(big)
     reply = raw.receive(timeout=60)
-    assert reply["id"] == 30 and reply["result"]["isError"] is True
-    assert "the messages are 65.0 MiB, over the 64.0 MiB" in reply["result"]["content"][0]["text"]
+    assert reply["id"] == 30 and reply["error"]["code"] == -32600
+    assert "longer than 64 MiB" in reply["error"]["message"]
     raw.send(call(31, json.dumps({"messages": HELLO})))
     assert raw.receive()["id"] == 31
 

@@ -36,6 +36,7 @@ from grok_chat_mcp import __version__, logs
 from grok_chat_mcp.config import TOKEN_VAR, Settings
 from grok_chat_mcp.server import build_server
 from grok_chat_mcp.store.logins import Logins, open_logins
+from grok_chat_mcp.structure import MAX_MESSAGE_BYTES
 from grok_chat_mcp.tool import CallPolicy
 from grok_chat_mcp.transports import oauth, server_card
 from grok_chat_mcp.transports.admission import STOP_WAIT, Admission, Limits, Pending
@@ -48,8 +49,6 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 LOOPBACK_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 #: Connections the kernel queues before the server accepts them.
 BACKLOG = 4096
-#: The largest JSON-RPC request body accepted (a request with a 20 MiB image as a data: URL).
-MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -343,7 +342,7 @@ def create_app(
         stateless_http=True,
         transport_security=security,
         host=policy.host,
-        max_request_body_size=MAX_BODY_BYTES,
+        max_request_body_size=MAX_MESSAGE_BYTES,
         custom_starlette_routes=routes,
         **auth,
     )

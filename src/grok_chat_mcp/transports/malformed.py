@@ -1,5 +1,6 @@
-"""Replies to the lines the SDK's ``stdio_server()`` could not take: a JSON-RPC error carrying the
-request's id where it can be read, and nothing for a notification (docs/design.md)."""
+"""Replies to the lines the SDK's ``stdio_server()`` could not take, or that the stdin gate refused:
+a JSON-RPC error carrying the request's id where it can be read, and nothing for a notification
+(docs/design.md)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,32 @@ from pydantic_core import ErrorDetails
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
-#: How much of an unparsable line is searched for its id.
-_ID_SCAN = 1024 * 1024
+#: How much of an unparsable line's start is searched for its id.
+ID_SCAN = 1024 * 1024
+#: How much of a refused line's end is searched for an id written last.
+ID_TAIL = 4096
+#: The key of the line that stands in for a refused one: why it was refused.
+REFUSED = "grok-chat-mcp/refused"
 
 #: A string (to its end if unterminated) or a bracket; possessive, so a long string costs one pass.
 _TOKEN = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[{}\[\]]')
 _VALUE = re.compile(r'\s*+:\s*+("[^"\\]*+(?:\\.[^"\\]*+)*+"|-?\d{1,30}+(?![\d.eE]))')
+_KEY = re.compile(r"\s*+:")
+_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_SCALAR = rf"(?:{_STRING}|-?\d++(?:\.\d++)?+(?:[eE][-+]?+\d++)?+|true|false|null)"
+#: ``"id"`` among the members that end the text, only scalars after it: ``,"id":7,"jsonrpc":"2.0"}``.
+#: In valid JSON the quote before ``id`` opens a string (a closing quote is followed by a blank or
+#: a mark), so the rest is read as a parser reads it, to the last brace: top-level members.
+_LAST_ID = re.compile(
+    rf'[{{,]\s*+"id"\s*+:\s*+({_STRING}|-?\d{{1,30}}+)\s*+(?:,\s*+{_STRING}\s*+:\s*+{_SCALAR}\s*+)*+\}}\s*+\Z'
+)
 
 
 def scan(text: str) -> tuple[bool, str | int | None, bool]:
     """(id found, the id, has a method) for the top-level object a text starts, as far as readable."""
     depth = 0
     found, request_id, method = False, None, False
-    for token in _TOKEN.finditer(text, 0, _ID_SCAN):
+    for token in _TOKEN.finditer(text, 0, ID_SCAN):
         kind = token.group()
         if kind in "{[":
             depth += 1
@@ -33,16 +47,37 @@ def scan(text: str) -> tuple[bool, str | int | None, bool]:
             depth -= 1
         elif depth == 1 and kind in ('"id"', '"method"'):
             value = _VALUE.match(text, token.end())
-            if value is None:
-                continue
-            if kind == '"method"':
+            if value is not None and kind == '"method"':
                 method = value.group(1).startswith('"')
-            elif not found:
-                raw = value.group(1)
-                found, request_id = True, json.loads(raw) if raw.startswith('"') else int(raw)
-    if isinstance(request_id, str) and request_id.encode(errors="replace").decode() != request_id:
-        request_id = None  # a lone surrogate: no reply can carry it
+            elif kind == '"id"' and not found and _KEY.match(text, token.end()):
+                found = True  # an id member, so not a notification, whether its value is usable or not
+                request_id = None if value is None else _id(value.group(1))
     return found, request_id, method
+
+
+def _id(raw: str) -> str | int | None:
+    """The id an id's JSON text stands for; None for a string with a lone surrogate (no reply can
+    carry it)."""
+    if not raw.startswith('"'):
+        return int(raw)
+    text = json.loads(raw)
+    return text if isinstance(text, str) and text.encode(errors="replace").decode() == text else None
+
+
+def stand_in(head: str, tail: str, why: str) -> str | None:
+    """The line the SDK gets instead of one refused before parsing (:func:`diagnose` answers it with
+    ``why`` and the request's id), from the refused line's start and end; None for a notification.
+
+    The id is looked for at the top level of ``head`` (the first :data:`ID_SCAN` characters) and
+    among the scalar members that end ``tail`` (clients that write it last); an id between the two
+    is not found, and the reply then has none, or there is no reply when a method was seen.
+    """
+    found, request_id, method = scan(head)
+    if not found and (last := _LAST_ID.search(tail)) is not None:
+        found, request_id = True, _id(last.group(1))
+    if method and not found:
+        return None
+    return json.dumps({REFUSED: why, "id": request_id}) + "\n"
 
 
 def diagnose(exc: Exception) -> types.JSONRPCError | None:
@@ -63,6 +98,8 @@ def diagnose(exc: Exception) -> types.JSONRPCError | None:
         return None  # a notification: never answered, even when malformed
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         request_id = None
+    if isinstance(refused := data.get(REFUSED), str):
+        return _error(request_id, INVALID_REQUEST, f"Invalid Request: {refused}")
     if "method" not in data and not {"result", "error"} & data.keys():
         why = "no 'method'"
     elif not isinstance(data.get("method", ""), str):

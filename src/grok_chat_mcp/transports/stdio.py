@@ -1,7 +1,10 @@
 """The stdio transport: the SDK's ``stdio_server()`` as it is, plus what it lacks (docs/design.md).
 
-- A line that is not a valid message gets a JSON-RPC error reply, with its id where it can be
-  read (none for a notification), and the server carries on.
+- Its stdin is :class:`~grok_chat_mcp.transports.stdin_gate.CheckedLines` over a copy of fd 0 (fd 0
+  itself reads the null device meanwhile): a line over 64 MiB, or with more structure than a call
+  may hold, is refused before the SDK parses it.
+- A line that is not a valid message, or was refused, gets a JSON-RPC error reply, with its id
+  where it can be read (none for a notification), and the server carries on.
 - The client leaving (end of stdin, or its end of stdout closed) ends the server's run normally,
   so that the lifespan finishes what it promised; the process then exits with status 0.
 - SIGINT and SIGTERM cancel the run and end the process within :data:`GRACE` seconds, whatever
@@ -26,6 +29,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
 from grok_chat_mcp.transports.malformed import diagnose
+from grok_chat_mcp.transports.stdin_gate import checked, claimed_stdin
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +48,11 @@ async def serve(server: Server[Any]) -> int:
                 guard.start_soon(stdio.exit_on_signal)
             if hasattr(select, "poll"):
                 guard.start_soon(stdio.watch_stdout)
-            async with stdio_server() as (read, write):
-                valid, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-                guard.start_soon(stdio.relay, read, valid, write)
-                await stdio.run_server(server, incoming, write)
+            with claimed_stdin() as stdin:
+                async with stdio_server(stdin=checked(stdin)) as (read, write):
+                    valid, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+                    guard.start_soon(stdio.relay, read, valid, write)
+                    await stdio.run_server(server, incoming, write)
             guard.cancel_scope.cancel()
     finally:
         stdio.finished.set()
