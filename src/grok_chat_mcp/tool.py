@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from contextlib import AbstractContextManager, AsyncExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -236,8 +236,9 @@ async def _complete(services: Services, request: GrokRequest, call: Call, notes:
     except anyio.get_cancelled_exc_class():
         await _fail(services, call, CANCELLED)
         raise
-    left = await services.budget.record(call.owner, results.cost(completion, sent.model))
-    structured = results.answer(completion, sent, call.conversation_id, notes, left)
+    spent = results.cost(completion, sent.model)
+    left = await services.budget.record(call.owner, spent)
+    structured = results.answer(completion, sent, call.conversation_id, spent, notes, left)
     store = services.calls.store
     if store is not None and call.conversation_id is not None:
         with anyio.CancelScope(shield=True), best_effort("storing the answer") as failures:
@@ -256,11 +257,11 @@ async def _run(
     grok: GrokClient = await services.grok()
     on_text = _on_text(call.relay, chars) if request.stream else None
     try:
-        async with AsyncExitStack() as stack:
-            stack.enter_context(services.calls.leased(call.conversation_id, chars))
-            if call.relay is not None:
-                await stack.enter_async_context(call.relay.running())
-            return await _send(grok, services.table, request, call.token, on_text)
+        with services.calls.leased(call.conversation_id, chars):
+            if call.relay is None:
+                return await _send(grok, services.table, request, call.token, on_text)
+            async with call.relay.running():
+                return await _send(grok, services.table, request, call.token, on_text)
     except* GrokError as group:
         raise _first(group) from None
 
