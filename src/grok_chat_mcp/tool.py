@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -128,12 +129,18 @@ class Services:
     #: ``GROK_BUDGET``: checked before a call is sent, counted when its answer arrives.
     budget: Budgets = field(default_factory=lambda: Budgets(None, None))
 
+    @cached_property
+    def server_caller(self) -> Call:
+        """A request without a token of its own: the server's pays and owns what it makes."""
+        return Call(owner_of(self.api_token), None, Secrets((self.api_token,)))
+
 
 def caller(services: Services, policy: CallPolicy, ctx: ServerRequestContext[Any, Any]) -> Call:
     """Who a request is from: its own token, else the server's, which pays and owns what it makes."""
     token = policy.token(ctx)
-    paying = token if token is not None else services.api_token
-    return Call(owner_of(paying), token, Secrets((token, services.api_token)))
+    if token is None:
+        return services.server_caller
+    return Call(owner_of(token), token, Secrets((token, services.api_token)))
 
 
 async def call(
