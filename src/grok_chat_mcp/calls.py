@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
+from anyio import TaskHandle
 from anyio.abc import TaskGroup
 from mcp_types import CallToolResult
 
@@ -34,6 +35,7 @@ INTERNAL_ERROR = GrokError(
     "Call again; if it keeps failing, report it with the server's log.",
 )
 SHUTTING_DOWN = "Cancelled: the server is shutting down."
+_UNFINISHED = (TaskHandle.Status.PENDING, TaskHandle.Status.CANCELLING)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class Calls:
         self._tasks = tasks
         self._call_timeout = call_timeout
         self._clock = clock
-        self._scopes: dict[str, anyio.CancelScope] = {}
+        #: The job running in each conversation here, by the call that started it (one per call).
+        self._running: dict[str, tuple[Call, TaskHandle[CallToolResult]]] = {}
         self._leases: dict[str, Chars] = {}
         self._jobs = 0
         self._idle = anyio.Event()
@@ -85,55 +88,47 @@ class Calls:
         """Run ``job`` (which stores its own answer); its result, or None once ``wait`` has passed.
 
         Cancelling the tool call before then cancels the job, which closes the upstream request.
+        The job's task handle is its cancel scope and its end (no scope nor event of ours).
         """
-        done = anyio.Event()
-        outcome: list[CallToolResult] = []
-        scope = anyio.CancelScope()
-
-        async def run() -> None:
-            try:
-                with scope:
-                    outcome.append(await _guarded(job, call.secrets))
-            finally:
-                done.set()
-                self._finished(call.conversation_id, scope)
-
-        self._started(call.conversation_id, scope)
-        self._tasks.start_soon(run)
+        handle = self._tasks.start_soon(self._run, job, call)
+        self._jobs += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if call.conversation_id is not None:
+            self._running[call.conversation_id] = (call, handle)
         try:
             with anyio.move_on_after(
                 wait if self.store is not None and call.conversation_id else float("inf")
             ):
-                await done.wait()
+                await handle.wait()
         except anyio.get_cancelled_exc_class():
-            scope.cancel()
+            handle.cancel()
             raise
-        if not done.is_set():
-            if call.relay is not None:
-                call.relay.detach()
-            logger.debug("call in %s still running; returned early", call.conversation_id)
-            return None
-        return outcome[0] if outcome else results.error(SHUTTING_DOWN)
+        if handle.status is TaskHandle.Status.FINISHED:
+            return handle.return_value
+        if handle.status not in _UNFINISHED:  # cancelled with the lifespan's task group
+            return results.error(SHUTTING_DOWN)
+        if call.relay is not None:
+            call.relay.detach()
+        logger.debug("call in %s still running; returned early", call.conversation_id)
+        return None
 
-    def _started(self, conversation_id: str | None, scope: anyio.CancelScope) -> None:
-        self._jobs += 1
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        if conversation_id is not None:
-            self._scopes[conversation_id] = scope
-
-    def _finished(self, conversation_id: str | None, scope: anyio.CancelScope) -> None:
-        self._jobs -= 1
-        if conversation_id is not None and self._scopes.get(conversation_id) is scope:
-            del self._scopes[conversation_id]
-        if not self._jobs:
-            self._idle.set()
+    async def _run(self, job: Job, call: Call) -> CallToolResult:
+        try:
+            return await _guarded(job, call.secrets)
+        finally:
+            self._jobs -= 1
+            key = call.conversation_id
+            if key is not None and key in self._running and self._running[key][0] is call:
+                del self._running[key]
+            if not self._jobs:
+                self._idle.set()
 
     def cancel_here(self, conversation_id: str) -> bool:
         """Cancel the call running in ``conversation_id`` in this process; False if there is none."""
-        scope = self._scopes.get(conversation_id)
-        if scope is None:
+        running = self._running.get(conversation_id)
+        if running is None:
             return False
-        scope.cancel()
+        running[1].cancel()
         logger.info("cancelled a running call at the client's request")
         return True
 

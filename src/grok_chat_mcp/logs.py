@@ -31,10 +31,16 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, secrets: Secrets) -> None:
         super().__init__(_FORMAT)
         self._secrets = secrets
+        self._seen = seen.secrets
+        self._all = secrets + seen.secrets  # joined again only when a new token has been seen
 
     def format(self, record: logging.LogRecord) -> str:
-        text = (self._secrets + seen.secrets).redact(super().format(record))
-        return text if record.levelno <= logging.DEBUG else _CONVERSATION_ID.sub("conv_...", text)
+        if self._seen is not seen.secrets:
+            self._seen, self._all = seen.secrets, self._secrets + seen.secrets
+        text = self._all.redact(super().format(record))
+        if record.levelno <= logging.DEBUG or "conv_" not in text:
+            return text
+        return _CONVERSATION_ID.sub("conv_...", text)
 
 
 def configure(level: str, secrets: Secrets) -> None:

@@ -82,22 +82,24 @@ def answer(
     completion: Mapping[str, Any],
     request: GrokRequest,
     conversation_id: str | None,
+    spent: Cost | None,
     notes: Sequence[str] = (),
     after: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The structured answer for a completion: the completion, its conversation and the receipt;
-    ``after``: more notes (what the budget has left)."""
+    """The structured answer for a completion: the completion, its conversation and the receipt
+    (``spent``: its :func:`cost`); ``after``: more notes (what the budget has left)."""
     structured: dict[str, Any] = {"result": completion}
     if conversation_id is not None:
         structured["conversation_id"] = conversation_id
-    notes = [*request.notes, *notes, *receipt(completion, request), *after]
+    notes = [*request.notes, *notes, *receipt(completion, request, spent), *after]
     if notes:
         structured["notes"] = notes
     return structured
 
 
-def receipt(completion: Mapping[str, Any], request: GrokRequest) -> list[str]:
-    """What was served, in as few words as possible: the model that answered, effort, usage."""
+def receipt(completion: Mapping[str, Any], request: GrokRequest, spent: Cost | None) -> list[str]:
+    """What was served, in as few words as possible: the model that answered, effort, usage
+    (``spent``: the completion's :func:`cost`)."""
     lines: list[str] = []
     served = completion.get("model")
     effort = request.payload.get("reasoning_effort")
@@ -105,7 +107,7 @@ def receipt(completion: Mapping[str, Any], request: GrokRequest) -> list[str]:
         lines.append(_answered_by(request.model, served, effort))
     usage = completion.get("usage")
     if isinstance(usage, Mapping):
-        line = _usage(usage, cost(completion, request.model))
+        line = _usage(usage, spent)
         if effort is not None:
             line = f"reasoning_effort {effort}; {line}"
         lines.append(line)

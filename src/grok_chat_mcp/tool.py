@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from contextlib import AbstractContextManager, AsyncExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -128,12 +129,18 @@ class Services:
     #: ``GROK_BUDGET``: checked before a call is sent, counted when its answer arrives.
     budget: Budgets = field(default_factory=lambda: Budgets(None, None))
 
+    @cached_property
+    def server_caller(self) -> Call:
+        """A request without a token of its own: the server's pays and owns what it makes."""
+        return Call(owner_of(self.api_token), None, Secrets((self.api_token,)))
+
 
 def caller(services: Services, policy: CallPolicy, ctx: ServerRequestContext[Any, Any]) -> Call:
     """Who a request is from: its own token, else the server's, which pays and owns what it makes."""
     token = policy.token(ctx)
-    paying = token if token is not None else services.api_token
-    return Call(owner_of(paying), token, Secrets((token, services.api_token)))
+    if token is None:
+        return services.server_caller
+    return Call(owner_of(token), token, Secrets((token, services.api_token)))
 
 
 async def call(
@@ -236,8 +243,9 @@ async def _complete(services: Services, request: GrokRequest, call: Call, notes:
     except anyio.get_cancelled_exc_class():
         await _fail(services, call, CANCELLED)
         raise
-    left = await services.budget.record(call.owner, results.cost(completion, sent.model))
-    structured = results.answer(completion, sent, call.conversation_id, notes, left)
+    spent = results.cost(completion, sent.model)
+    left = await services.budget.record(call.owner, spent)
+    structured = results.answer(completion, sent, call.conversation_id, spent, notes, left)
     store = services.calls.store
     if store is not None and call.conversation_id is not None:
         with anyio.CancelScope(shield=True), best_effort("storing the answer") as failures:
@@ -256,11 +264,11 @@ async def _run(
     grok: GrokClient = await services.grok()
     on_text = _on_text(call.relay, chars) if request.stream else None
     try:
-        async with AsyncExitStack() as stack:
-            stack.enter_context(services.calls.leased(call.conversation_id, chars))
-            if call.relay is not None:
-                await stack.enter_async_context(call.relay.running())
-            return await _send(grok, services.table, request, call.token, on_text)
+        with services.calls.leased(call.conversation_id, chars):
+            if call.relay is None:
+                return await _send(grok, services.table, request, call.token, on_text)
+            async with call.relay.running():
+                return await _send(grok, services.table, request, call.token, on_text)
     except* GrokError as group:
         raise _first(group) from None
 

@@ -116,9 +116,22 @@ class Policy:
         return any(origin == base or origin.startswith(base + ":") for base in LOOPBACK_ORIGINS)
 
 
+#: The key under which :class:`Guard` leaves a request's :func:`bearer` token in its ASGI scope.
+BEARER_KEY = "grok_chat_mcp.token"
+
+
+def caller_token(request: Any) -> str | None:
+    """A request's :func:`bearer` token, as :class:`Guard` read it from its headers."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and BEARER_KEY in scope:
+        token: str | None = scope[BEARER_KEY]
+        return token
+    return bearer(getattr(request, "headers", None))
+
+
 def request_token(ctx: ServerRequestContext[Any, Any]) -> str | None:
     """The calling request's own token (None: the server's, where the policy allows it)."""
-    token = bearer(getattr(ctx.request, "headers", None))
+    token = caller_token(ctx.request)
     logs.remember(token)  # redacted from every log line from now on
     return token
 
@@ -144,7 +157,7 @@ class InFlight:
     def key(ctx: ServerRequestContext[Any, Any], request_id: str | int | None) -> str:
         """Who is calling (a hash of the bearer token and the client's address) and which request."""
         request = ctx.request
-        token = bearer(getattr(request, "headers", None)) or ""
+        token = caller_token(request) or ""
         client = getattr(request, "client", None)
         host = getattr(client, "host", "") or ""
         caller = hashlib.sha256(f"{token}\x00{host}".encode()).hexdigest()[:32]
@@ -203,8 +216,9 @@ class Guard:
     """ASGI front: answers ``GET /health``; refuses foreign origins (403), token-less spending (401)
     and ``GET /mcp`` (405: a stateless server has no stream to offer).
 
-    It reads the path, method and the two headers it needs straight from the ASGI scope (no
-    request object per call), and sends only requests with an ``Origin`` header through the CORS
+    It reads the path, method and the headers it needs straight from the ASGI scope (no request
+    object per call), leaves the caller's token there for the call (:func:`caller_token`), and
+    sends only requests with an ``Origin`` header through the CORS
     middleware: for the others that middleware adds ``Vary: Origin`` and nothing else, which
     :func:`_vary_origin` does without it.
     """
@@ -219,17 +233,17 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin: str | None = None
-        authorization: str | None = None
+        origin = authorization = api_key = None
         for name, value in scope["headers"]:  # the first of each, as starlette's Headers.get reads them
             if name == b"origin":
-                if origin is None:
-                    origin = value.decode("latin-1")
-            elif name == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
-            elif name == b"x-api-key" and authorization is None and value.strip():
-                authorization = "Bearer " + value.decode("latin-1").strip()
-        refusal = self._refusal(scope["path"], scope["method"], origin, authorization)
+                origin = value.decode("latin-1") if origin is None else origin
+            elif name == b"authorization":
+                authorization = value.decode("latin-1") if authorization is None else authorization
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1") if api_key is None else api_key
+        token = bearer_token(authorization or "") or (api_key or "").strip() or None  # as bearer() reads
+        scope[BEARER_KEY] = token  # for the call (caller_token): the headers are read once
+        refusal = self._refusal(scope["path"], scope["method"], origin, token)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -238,9 +252,7 @@ class Guard:
         else:
             await self.cors(scope, receive, send)
 
-    def _refusal(
-        self, path: str, method: str, origin: str | None, authorization: str | None
-    ) -> Response | None:
+    def _refusal(self, path: str, method: str, origin: str | None, token: str | None) -> Response | None:
         if path == "/health" and method == "GET":
             return JSONResponse({"status": "ok", "name": "grok-chat-mcp", "version": __version__})
         mcp = path.startswith(MCP_PATH) and path != server_card.PATH
@@ -258,12 +270,7 @@ class Guard:
             )
         needs_token = mcp and method != "OPTIONS"
         signs_in = self.policy.oauth is not None  # the SDK's bearer check answers, with its metadata
-        if (
-            needs_token
-            and not signs_in
-            and not self._shares_server_token
-            and not bearer_token(authorization or "")
-        ):
+        if needs_token and not signs_in and not self._shares_server_token and token is None:
             return _error(
                 401,
                 "token required",
