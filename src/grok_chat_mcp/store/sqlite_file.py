@@ -20,9 +20,9 @@ _LOCKED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: WAL bytes written on the loop's connection after which a checkpoint runs in the worker thread
 #: (about SQLite's own 1,000-page automatic checkpoint).
 CHECKPOINT_BYTES = 4 * 1024 * 1024
-#: What one commit is counted as besides the text it writes: the pages of the row, its indexes
-#: and the totals.
-COMMIT_BYTES = 4 * 4096
+#: What one commit is counted as besides the text it writes: the pages of the row, its indexes,
+#: the totals and an evicted row (docs/conversations-store.md: about 11 at the cap).
+COMMIT_BYTES = 8 * 4096
 
 
 class SQLiteFile:
