@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from grok_chat_mcp.store import sqlite_file
-from grok_chat_mcp.store._base import Limits, held_size
+from grok_chat_mcp.store._base import Limits, UnknownConversation, held_size
 from grok_chat_mcp.store.sqlite import INLINE_BYTES, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +198,30 @@ async def test_a_follow_up_appends_to_the_stored_history_text(tmp_path: Path) ->
     _, history = await reopened.begin(OWNER, conversation_id, MESSAGES)
     assert history == [*MESSAGES, REPLY, *second, reply]
     await reopened.aclose()
+
+
+async def test_freeing_a_large_conversation_runs_in_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_800_000_000.0]
+    store = SQLiteStore(tmp_path / "c.db", Limits(max_conversations=2, ttl=100), lambda: now[0])
+    threads = Threads(store, monkeypatch)
+    large, _ = await store.begin(OWNER, None, MESSAGES)
+    await store.finish(large, MESSAGES, REPLY, answer("x" * INLINE_BYTES))  # a large write: the thread
+    now[0] += 1
+    small, _ = await store.begin(OWNER, None, MESSAGES)
+    await store.finish(small, MESSAGES, REPLY, answer("pong"))
+    assert threads.count == 1
+    now[0] += 1
+    third, _ = await store.begin(OWNER, None, MESSAGES)  # evicts the large one: the thread
+    assert threads.count == 2
+    await store.begin(OWNER, None, MESSAGES)  # evicts the small one: on the loop
+    assert threads.count == 2
+    with pytest.raises(UnknownConversation):
+        await store.get(OWNER, large)
+    await store.finish(third, MESSAGES, REPLY, answer("y" * INLINE_BYTES))
+    count = threads.count
+    now[0] += 1000
+    await store.begin(OWNER, None, MESSAGES)  # expires the large one: the thread
+    assert threads.count == count + 1
+    await store.aclose()

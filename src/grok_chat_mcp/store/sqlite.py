@@ -30,7 +30,7 @@ from grok_chat_mcp.store._base import (
     valid_id,
     wait_polling,
 )
-from grok_chat_mcp.store.sqlite_file import SQLiteFile
+from grok_chat_mcp.store.sqlite_file import SQLiteFile, ToThread
 
 T = TypeVar("T")
 
@@ -235,10 +235,18 @@ class SQLiteStore:
         return record
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
-        db.execute(
-            "DELETE FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)",
-            (now - self._limits.ttl, now),
-        )
+        expired = (now - self._limits.ttl, now)
+        where = "FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)"
+        (largest,) = db.execute(f"SELECT max(size) {where}", expired).fetchone()
+        if largest is not None:  # usually none: no DELETE to run
+            self._not_long(db, largest)
+            db.execute(f"DELETE {where}", expired)
+
+    def _not_long(self, db: sqlite3.Connection, size: int) -> None:
+        """On the loop's connection, :class:`ToThread` before deleting a row of ``size`` bytes whose
+        pages would take long to free."""
+        if size >= INLINE_BYTES and self._file.on_loop(db):
+            raise ToThread
 
     def _make_room(self, db: sqlite3.Connection, now: float, count: int, size: int, keep: str = "") -> None:
         limits = self._limits
@@ -254,6 +262,7 @@ class SQLiteStore:
             if not victims:
                 break
             for victim, victim_size in victims:
+                self._not_long(db, victim_size)
                 db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
                 n, total = n - 1, total - victim_size
                 if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:

@@ -59,7 +59,7 @@ class SQLiteFile:
         if inline:
             try:
                 result = self._inline(fn, size)
-            except _Locked:
+            except (_Locked, ToThread):
                 pass
             else:
                 if self._unchecked > CHECKPOINT_BYTES:
@@ -89,6 +89,10 @@ class SQLiteFile:
         finally:
             self._loop_lock.release()
 
+    def on_loop(self, db: sqlite3.Connection) -> bool:
+        """Whether ``db`` is the loop's connection (where a long transaction raises :class:`ToThread`)."""
+        return db is self._loop_db
+
     def _checkpoint(self) -> None:
         with self._lock:
             if self.db is not None:
@@ -109,6 +113,11 @@ class SQLiteFile:
                 self.db = self._loop_db = None
 
         await anyio.to_thread.run_sync(close)
+
+
+class ToThread(Exception):
+    """Raised by a transaction on the loop's connection that has found long work to do (freeing a
+    large row's pages): it is rolled back and run again in the worker thread."""
 
 
 class _Locked(Exception):
