@@ -124,6 +124,12 @@ def _record(row: tuple[Any, ...], where: str) -> Record:
     )
 
 
+def _text_and_size(value: Any) -> tuple[str, int]:
+    """``value``'s stored JSON and its :func:`~grok_chat_mcp.store._base.held_size`, serialised once."""
+    text = dumps(value)
+    return text, len(text.encode()) + VALUE_BYTES * inner_values(value)
+
+
 def _well_typed(row: tuple[Any, ...]) -> bool:
     owner, error, started, lease, updated = row[1], row[10], row[5], row[6], row[11]
     return (
@@ -184,7 +190,7 @@ class SQLiteStore:
             f"BEGIN IMMEDIATE;\n{migrations}{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
         )
 
-    # The transactions, each run in a worker thread.
+    # The transactions (where each runs: docs/conversations-store.md, SQLite).
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False, size: int = 0) -> T:
         """``fn`` in one transaction; ``inline``: on the event loop when the file is free and the
@@ -204,14 +210,15 @@ class SQLiteStore:
         ).fetchone()
         return _record(row, str(self.path)) if row is not None else None
 
-    def _insert(self, db: sqlite3.Connection, r: Record, messages: str) -> None:
+    def _insert(self, db: sqlite3.Connection, r: Record) -> None:
+        """A new conversation's running row (its messages are stored by ``finish``)."""
         db.execute(
             "INSERT INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
             "lease, chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.id,
                 r.owner,
-                messages,
+                "[]",
                 r.messages_bytes,
                 1,
                 r.started_at,
@@ -303,7 +310,7 @@ class SQLiteStore:
             record = Record(id=new_id(), owner=owner, updated_at=now)
             history = record.start(new_messages, now, self._limits)
             self._make_room(db, now, 1, record.size)
-            self._insert(db, record, "[]")
+            self._insert(db, record)
             return record.id, history
 
         return await self._run(begin, inline=True)
@@ -324,10 +331,8 @@ class SQLiteStore:
         reply: dict[str, Any],
         answer: dict[str, Any],
     ) -> None:
-        added = [*new_messages, reply]
-        added_text, answer_text = dumps(added), dumps(answer)
-        added_bytes = len(added_text.encode()) + VALUE_BYTES * inner_values(added)
-        answer_bytes = len(answer_text.encode()) + VALUE_BYTES * inner_values(answer)
+        added_text, added_bytes = _text_and_size([*new_messages, reply])
+        answer_text, answer_bytes = _text_and_size(answer)
 
         def finish(db: sqlite3.Connection) -> None:
             now = self._clock()
