@@ -3,6 +3,7 @@ transaction run in a worker thread, one at a time, or on the event loop when it 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -11,9 +12,11 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 #: SQLite's primary result codes for "another connection holds the lock".
 _LOCKED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -64,7 +67,8 @@ class SQLiteFile:
             else:
                 if self._unchecked > CHECKPOINT_BYTES:
                     self._unchecked = 0
-                    await anyio.to_thread.run_sync(self._checkpoint)
+                    with anyio.CancelScope(shield=True):  # the transaction is committed: return it
+                        await anyio.to_thread.run_sync(self._checkpoint)
                 return result
         return await anyio.to_thread.run_sync(partial(self.transaction, fn))
 
@@ -94,9 +98,13 @@ class SQLiteFile:
         return db is self._loop_db
 
     def _checkpoint(self) -> None:
+        """Copy the WAL into the file as far as readers allow; a failure waits for the next one."""
         with self._lock:
-            if self.db is not None:
-                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                if self.db is not None:
+                    self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                logger.warning("checkpointing %s failed (the next one retries): %s", self.path, exc)
 
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
