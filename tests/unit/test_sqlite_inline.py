@@ -225,3 +225,32 @@ async def test_freeing_a_large_conversation_runs_in_the_worker_thread(
     await store.begin(OWNER, None, MESSAGES)  # expires the large one: the thread
     assert threads.count == count + 1
     await store.aclose()
+
+
+class FailingCheckpoints:
+    """The worker thread's connection, whose checkpoints fail (a disk error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if "wal_checkpoint" in sql:
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.db.execute(sql, *args)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+async def test_a_failed_checkpoint_is_logged_and_the_call_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sqlite_file, "CHECKPOINT_BYTES", sqlite_file.COMMIT_BYTES)
+    store = SQLiteStore(tmp_path / "c.db")
+    assert store._file.db is not None
+    monkeypatch.setattr(store._file, "db", FailingCheckpoints(store._file.db))
+    conversation_id, _ = await store.begin(OWNER, None, MESSAGES)
+    await store.finish(conversation_id, MESSAGES, REPLY, answer("pong"))  # past CHECKPOINT_BYTES
+    assert "checkpointing" in caplog.text and "disk I/O error" in caplog.text
+    assert (await store.get(OWNER, conversation_id)).answer == answer("pong")
+    await store.aclose()
