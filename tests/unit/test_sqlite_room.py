@@ -28,12 +28,14 @@ def test_a_new_conversation_at_the_cap_reads_indexes_not_the_table(tmp_path: Pat
         for text in ("x" * 200_000, "pong", "pong"):  # full: the next one evicts the oldest
             conversation_id, _ = await store.begin("owner", None, MESSAGES)
             await store.finish(conversation_id, MESSAGES, REPLY, answer(text))
-        db = store._file.db
-        assert db is not None
-        db.set_trace_callback(statements.append)
+        connections = [db for db in (store._file.db, store._file._loop_db) if db is not None]
+        assert len(connections) == 2  # the worker thread's and the loop's
+        for db in connections:
+            db.set_trace_callback(statements.append)
         conversation_id, _ = await store.begin("owner", None, MESSAGES)
         await store.finish(conversation_id, MESSAGES, REPLY, answer("pong"))
-        db.set_trace_callback(None)
+        for db in connections:
+            db.set_trace_callback(None)
         await store.aclose()
 
     anyio.run(run)
@@ -42,6 +44,7 @@ def test_a_new_conversation_at_the_cap_reads_indexes_not_the_table(tmp_path: Pat
         for statement in statements:
             if "conversations" in statement and statement.lstrip().upper().startswith(("SELECT", "DELETE")):
                 plans[statement] = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + statement)]
-    assert any("count(*)" in statement for statement in plans), plans  # making room was asked
+    assert any("ORDER BY updated_at" in statement for statement in plans), plans  # a victim was chosen
+    assert any("FROM totals" in statement for statement in statements), statements  # not count(*)
     scans = {s: plan for s, plan in plans.items() if any(step == "SCAN conversations" for step in plan)}
     assert not scans, scans

@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 
 from grok_chat_mcp.store._base import (
+    VALUE_BYTES,
     Busy,
     Conversation,
     Limits,
@@ -23,12 +24,13 @@ from grok_chat_mcp.store._base import (
     damaged_record,
     damaged_store,
     dumps,
+    inner_values,
     new_id,
     store_full,
     valid_id,
     wait_polling,
 )
-from grok_chat_mcp.store.sqlite_file import SQLiteFile
+from grok_chat_mcp.store.sqlite_file import SQLiteFile, ToThread
 
 T = TypeVar("T")
 
@@ -52,6 +54,24 @@ CREATE TABLE IF NOT EXISTS conversations (
 DROP INDEX IF EXISTS conversations_by_use;
 CREATE INDEX IF NOT EXISTS conversations_by_use_and_size
     ON conversations (updated_at, running, lease, size, id);
+CREATE TABLE IF NOT EXISTS totals (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    conversations INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS totals_insert BEFORE INSERT ON conversations BEGIN
+    UPDATE totals SET conversations = conversations - 1,
+        bytes = bytes - (SELECT size FROM conversations WHERE id = new.id)
+        WHERE EXISTS (SELECT 1 FROM conversations WHERE id = new.id);
+    UPDATE totals SET conversations = conversations + 1, bytes = bytes + new.size;
+END;
+CREATE TRIGGER IF NOT EXISTS totals_delete AFTER DELETE ON conversations BEGIN
+    UPDATE totals SET conversations = conversations - 1, bytes = bytes - old.size;
+END;
+CREATE TRIGGER IF NOT EXISTS totals_update AFTER UPDATE OF size ON conversations BEGIN
+    UPDATE totals SET bytes = bytes - old.size + new.size;
+END;
+INSERT OR IGNORE INTO totals SELECT 1, count(*), coalesce(sum(size), 0) FROM conversations;
 CREATE TABLE IF NOT EXISTS spend (
     owner TEXT NOT NULL,
     window_key TEXT NOT NULL,
@@ -60,6 +80,19 @@ CREATE TABLE IF NOT EXISTS spend (
     PRIMARY KEY (owner, window_key)
 );
 """
+#: ``finish``: the history grows by splicing its JSON text (``messages`` ends in ``}]``), sized as
+#: ``joined_size`` counts it; it is never parsed here. ?1, ?2: the added messages' text and size;
+#: ?3, ?4: the answer's; ?5: now; ?6: the id.
+_FINISH = """
+UPDATE conversations SET
+    messages = CASE WHEN messages = '[]' THEN ?1 ELSE rtrim(messages, ']') || ',' || substr(?1, 2) END,
+    messages_bytes = CASE WHEN messages_bytes <= 2 THEN ?2 ELSE messages_bytes + ?2 - 1 END,
+    size = CASE WHEN messages_bytes <= 2 THEN ?2 ELSE messages_bytes + ?2 - 1 END + ?4,
+    answer = ?3, answer_bytes = ?4, error = NULL, running = 0, updated_at = ?5
+WHERE id = ?6 AND running = 1
+"""
+#: Text a transaction may write and still run on the event loop (larger ones go to the worker thread).
+INLINE_BYTES = 256 * 1024
 #: Version 1 had no lease: its running marks read as abandoned.
 _MIGRATIONS = {1: "ALTER TABLE conversations ADD COLUMN lease REAL"}
 # In the queries below, "not busy" is (running = 0 OR lease IS NULL OR lease < ?) with ? = now:
@@ -89,6 +122,12 @@ def _record(row: tuple[Any, ...], where: str) -> Record:
         error=row[10],
         updated_at=row[11],
     )
+
+
+def _text_and_size(value: Any) -> tuple[str, int]:
+    """``value``'s stored JSON and its :func:`~grok_chat_mcp.store._base.held_size`, serialised once."""
+    text = dumps(value)
+    return text, len(text.encode()) + VALUE_BYTES * inner_values(value)
 
 
 def _well_typed(row: tuple[Any, ...]) -> bool:
@@ -144,16 +183,20 @@ class SQLiteStore:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than {SCHEMA_VERSION}: a newer release wrote it"
             )
-        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-            db.execute(_MIGRATIONS[step])
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        migrations = "".join(
+            f"{_MIGRATIONS[step]};\n" for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION)
+        )
+        db.executescript(
+            f"BEGIN IMMEDIATE;\n{migrations}{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        )
 
-    # The transactions, each run in a worker thread.
+    # The transactions (where each runs: docs/conversations-store.md, SQLite).
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False, size: int = 0) -> T:
+        """``fn`` in one transaction; ``inline``: on the event loop when the file is free and the
+        transaction reads no stored history and writes under :data:`INLINE_BYTES` (``size``)."""
         try:
-            return await self._file.run(fn)
+            return await self._file.run(fn, inline=inline and size < INLINE_BYTES, size=size)
         except sqlite3.Error as exc:
             if (getattr(exc, "sqlite_errorname", None) or "").startswith(_DAMAGE):
                 raise damaged_store(str(self.path), str(exc)) from exc
@@ -167,22 +210,23 @@ class SQLiteStore:
         ).fetchone()
         return _record(row, str(self.path)) if row is not None else None
 
-    def _save(self, db: sqlite3.Connection, r: Record) -> None:
+    def _insert(self, db: sqlite3.Connection, r: Record) -> None:
+        """A new conversation's running row (its messages are stored by ``finish``)."""
         db.execute(
-            "INSERT OR REPLACE INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
+            "INSERT INTO conversations (id, owner, messages, messages_bytes, running, started_at, "
             "lease, chars, answer, answer_bytes, error, updated_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.id,
                 r.owner,
-                dumps(r.messages),
+                "[]",
                 r.messages_bytes,
-                int(r.running),
+                1,
                 r.started_at,
                 r.lease_until,
-                r.chars,
-                dumps(r.answer) if r.answer is not None else None,
-                r.answer_bytes,
-                r.error,
+                0,
+                None,
+                0,
+                None,
                 r.updated_at,
                 r.size,
             ),
@@ -198,26 +242,38 @@ class SQLiteStore:
         return record
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
-        db.execute(
-            "DELETE FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)",
-            (now - self._limits.ttl, now),
-        )
+        expired = (now - self._limits.ttl, now)
+        where = "FROM conversations WHERE updated_at < ? AND (running = 0 OR lease IS NULL OR lease < ?)"
+        (largest,) = db.execute(f"SELECT max(size) {where}", expired).fetchone()
+        if largest is not None:  # usually none: no DELETE to run
+            self._not_long(db, largest)
+            db.execute(f"DELETE {where}", expired)
+
+    def _not_long(self, db: sqlite3.Connection, size: int) -> None:
+        """On the loop's connection, :class:`ToThread` before deleting a row of ``size`` bytes whose
+        pages would take long to free."""
+        if size >= INLINE_BYTES and self._file.on_loop(db):
+            raise ToThread
 
     def _make_room(self, db: sqlite3.Connection, now: float, count: int, size: int, keep: str = "") -> None:
         limits = self._limits
-        n, total = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM conversations").fetchone()
+        n, total = db.execute("SELECT conversations, bytes FROM totals").fetchone()
         if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:
             return
-        victims = db.execute(
-            "SELECT id, size FROM conversations WHERE id != ? "
-            "AND (running = 0 OR lease IS NULL OR lease < ?) ORDER BY updated_at",
-            (keep, now),
-        ).fetchall()
-        for victim, victim_size in victims:
-            db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
-            n, total = n - 1, total - victim_size
-            if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:
-                return
+        while True:  # the oldest few at a time: usually the first will do
+            victims = db.execute(
+                "SELECT id, size FROM conversations WHERE id != ? "
+                "AND (running = 0 OR lease IS NULL OR lease < ?) ORDER BY updated_at LIMIT 8",
+                (keep, now),
+            ).fetchall()
+            if not victims:
+                break
+            for victim, victim_size in victims:
+                self._not_long(db, victim_size)
+                db.execute("DELETE FROM conversations WHERE id = ?", (victim,))
+                n, total = n - 1, total - victim_size
+                if n + count <= limits.max_conversations and total + size <= limits.max_total_bytes:
+                    return
         if count:
             raise store_full(n)
 
@@ -226,22 +282,38 @@ class SQLiteStore:
     async def begin(
         self, owner: str, conversation_id: str | None, new_messages: list[dict[str, Any]]
     ) -> tuple[str, list[dict[str, Any]]]:
+        if conversation_id is None:
+            return await self._begin_new(owner, new_messages)
+
         def begin(db: sqlite3.Connection) -> tuple[str, list[dict[str, Any]]]:
             now = self._clock()
             self._expire(db, now)
-            if conversation_id is None:
-                record = Record(id=new_id(), owner=owner, updated_at=now)
-                history = record.start(new_messages, now, self._limits)
-                self._make_room(db, now, 1, record.size)
-            else:
-                record = self._owned(db, owner, conversation_id, now)
-                if record.busy(now, self._limits):
-                    raise Busy(conversation_id)
-                history = record.start(new_messages, now, self._limits)
-            self._save(db, record)
+            record = self._owned(db, owner, conversation_id, now)
+            if record.busy(now, self._limits):
+                raise Busy(conversation_id)
+            history = record.start(new_messages, now, self._limits)
+            db.execute(
+                "UPDATE conversations SET running = 1, started_at = ?, lease = ?, chars = 0, answer = NULL, "
+                "answer_bytes = 0, error = NULL, updated_at = ?, size = ? WHERE id = ?",
+                (now, record.lease_until, now, record.size, conversation_id),
+            )
+            return conversation_id, history
+
+        return await self._run(begin)  # reads the stored history: in the worker thread
+
+    async def _begin_new(
+        self, owner: str, new_messages: list[dict[str, Any]]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        def begin(db: sqlite3.Connection) -> tuple[str, list[dict[str, Any]]]:
+            now = self._clock()
+            self._expire(db, now)
+            record = Record(id=new_id(), owner=owner, updated_at=now)
+            history = record.start(new_messages, now, self._limits)
+            self._make_room(db, now, 1, record.size)
+            self._insert(db, record)
             return record.id, history
 
-        return await self._run(begin)
+        return await self._run(begin, inline=True)
 
     async def progress(self, conversation_id: str, chars: int) -> None:
         def progress(db: sqlite3.Connection) -> None:
@@ -250,7 +322,7 @@ class SQLiteStore:
                 (chars, self._clock() + self._limits.lease, conversation_id),
             )
 
-        await self._run(progress)
+        await self._run(progress, inline=True)
 
     async def finish(
         self,
@@ -259,15 +331,17 @@ class SQLiteStore:
         reply: dict[str, Any],
         answer: dict[str, Any],
     ) -> None:
-        def finish(db: sqlite3.Connection) -> None:
-            record = self._load(db, conversation_id)
-            if record is None or not record.running:
-                return
-            record.complete(new_messages, reply, answer, self._clock())
-            self._save(db, record)
-            self._make_room(db, record.updated_at, 0, 0, keep=conversation_id)
+        added_text, added_bytes = _text_and_size([*new_messages, reply])
+        answer_text, answer_bytes = _text_and_size(answer)
 
-        await self._run(finish)
+        def finish(db: sqlite3.Connection) -> None:
+            now = self._clock()
+            values = (added_text, added_bytes, answer_text, answer_bytes, now, conversation_id)
+            done = db.execute(_FINISH, values).rowcount
+            if done:
+                self._make_room(db, now, 0, 0, keep=conversation_id)
+
+        await self._run(finish, inline=True, size=len(added_text) + len(answer_text))
         self._signals.fire(conversation_id)
 
     async def fail(self, conversation_id: str, error: str) -> None:
@@ -280,7 +354,7 @@ class SQLiteStore:
             )
             self._make_room(db, now, 0, 0, keep=conversation_id)
 
-        await self._run(fail)
+        await self._run(fail, inline=True, size=len(error))
         self._signals.fire(conversation_id)
 
     async def get(self, owner: str, conversation_id: str) -> Conversation:
@@ -308,7 +382,7 @@ class SQLiteStore:
             ).fetchone()
             return row is not None
 
-        return await self._run(busy)
+        return await self._run(busy, inline=True)
 
     async def cancel(self, conversation_id: str) -> None:
         """Nothing to pass on: the call runs in the process that holds the client's connection."""
@@ -323,7 +397,7 @@ class SQLiteStore:
             ).fetchone()
             return int(row[0]) if row is not None else 0
 
-        return await self._run(spent)
+        return await self._run(spent, inline=True)
 
     async def spend(self, owner: str, window: str, ticks: int, expires_at: float) -> int:
         def spend(db: sqlite3.Connection) -> int:
@@ -336,7 +410,7 @@ class SQLiteStore:
             ).fetchone()
             return int(row[0])
 
-        return await self._run(spend)
+        return await self._run(spend, inline=True)
 
     async def aclose(self) -> None:
         self._signals.fire_all()
