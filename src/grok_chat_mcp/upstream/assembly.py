@@ -95,7 +95,8 @@ class Assembly:
                 break
         if text and not self.done and "\ud800" <= text[-1] <= "\udbff":
             text, self._held = text[:-1], text[-1]
-        return str(repaired(text))
+        visible: str = repaired(text)
+        return visible
 
     def add(self, name: str, data: str) -> str:
         """Merge one event; return its visible text (surrogates as sent)."""

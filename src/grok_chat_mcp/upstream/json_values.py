@@ -53,7 +53,7 @@ def repaired(value: Any) -> Any:
     """``value`` with every string (keys too) made encodable: a surrogate pair becomes the one
     character it encodes, a lone surrogate U+FFFD. Call it on values at most :data:`MAX_DEPTH` deep."""
     if isinstance(value, str):
-        if _SURROGATE.search(value) is None:
+        if value.isascii() or _SURROGATE.search(value) is None:
             return value
         return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, dict):

@@ -73,30 +73,27 @@ class EventStream:
         for line in lines:
             if len(line) > self._limit:
                 raise LineTooLong(self._limit)
-            event = self._field(line)
-            if event is not None:
-                yield event
+            if line:
+                self._field(line)
+            else:  # a blank line ends the event
+                data = b"\n".join(self._data)
+                name, self._name, self._data, self._data_size = self._name, "", [], 0
+                if data:
+                    yield name, data.decode("utf-8", "replace")
         if rest:
             self._line.append(rest)
             self._line_size += len(rest)
             if self._line_size > self._limit:
                 raise LineTooLong(self._limit)
 
-    def _field(self, line: bytes) -> Event | None:
-        """Take one whole line; the event it completes, if any."""
-        if not line:
-            data = b"\n".join(self._data)
-            event = (self._name, data.decode("utf-8", "replace")) if data else None
-            self._name, self._data, self._data_size = "", [], 0
-            return event
+    def _field(self, line: bytes) -> None:
+        """Take one field line (a comment has no field name)."""
         field, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
         if field == b"data":
+            value = value[1:] if value.startswith(b" ") else value
             self._data_size += len(value) + 1
             if self._data_size > self._limit + 1:
                 raise LineTooLong(self._limit)
             self._data.append(value)
         elif field == b"event":
-            self._name = value.decode("utf-8", "replace")
-        return None
+            self._name = value.removeprefix(b" ").decode("utf-8", "replace")
