@@ -77,7 +77,8 @@ class EventStream:
                 self._field(line)
             else:  # a blank line ends the event
                 data = b"\n".join(self._data)
-                name, self._name, self._data, self._data_size = self._name, "", [], 0
+                name, self._name, self._data_size = self._name, "", 0
+                self._data.clear()
                 if data:
                     yield name, data.decode("utf-8", "replace")
         if rest:
