@@ -67,11 +67,11 @@ class ProgressRelay:
         joined = self._tail + piece
         self._cut = self._cut or len(joined) > self._keep
         self._tail = joined[-self._keep :]
-        self._pending = True
+        waiting, self._pending = self._pending, True
         if self._clock() - self._last_text >= self._interval:
             await self.flush()
-        else:
-            self._wake.set()  # the timer sends it once the interval is over
+        elif not waiting:
+            self._wake.set()  # the timer sends it once the interval is over (it knows, if pending)
 
     def status(self, *, waited: bool = False) -> str:
         """The one-line status: what has arrived (or how long the call has waited)."""

@@ -104,7 +104,7 @@ async def test_streamed_gzip_bomb_is_stopped(grok: GrokClient, upstream: respx.M
         200, stream=Repeated(bomb, 1), headers={**SSE, "content-encoding": "gzip"}
     )
     text = await failure(grok, {"model": "grok-4", "messages": HELLO, "stream": True})
-    assert "Response too large" in text and "longer than 4,194,304 characters" in text
+    assert "Response too large" in text and "longer than 4,194,304 bytes" in text
 
 
 async def test_gzip_body_is_decoded(grok: GrokClient, upstream: respx.MockRouter) -> None:
@@ -128,7 +128,7 @@ async def test_a_line_without_newline_is_bounded(grok: GrokClient, upstream: res
         200, stream=Repeated(b"data: " + b"a" * 65536, 300), headers=SSE
     )  # 19 MiB without a newline
     text = await failure(grok, {"model": "grok-4", "messages": HELLO, "stream": True})
-    assert "an event-stream line is longer than 4,194,304 characters" in text
+    assert "an event-stream line is longer than 4,194,304 bytes" in text
 
 
 async def test_assembled_completion_is_bounded(

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grok_chat_mcp.upstream.assembly import Assembly, BadEvent, TooLarge, UpstreamEvent
-from grok_chat_mcp.upstream.sse import MAX_LINE_CHARS, EventStream, LineTooLong, StreamError
+from grok_chat_mcp.upstream.sse import MAX_LINE_BYTES, EventStream, LineTooLong, StreamError
 
 
 class CompletionStream:
     """Bytes in, visible text out: the decoder feeding the assembly, as the client reads a stream."""
 
-    def __init__(self, max_line_chars: int = MAX_LINE_CHARS, **limits: int) -> None:
-        self.events = EventStream(max_line_chars)
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES, **limits: int) -> None:
+        self.events = EventStream(max_line_bytes)
         self.assembly = Assembly(**limits)
 
     def feed(self, data: bytes) -> str:
@@ -321,30 +321,30 @@ def test_a_custom_depth() -> None:
 
 
 def test_a_line_without_an_end_is_bounded() -> None:
-    stream = CompletionStream(max_line_chars=1000)
+    stream = CompletionStream(max_line_bytes=1000)
     stream.feed(b"data: " + b"a" * 900)
-    with pytest.raises(LineTooLong, match="longer than 1,000 characters"):
+    with pytest.raises(LineTooLong, match="longer than 1,000 bytes"):
         stream.feed(b"a" * 200)
 
 
 def test_a_whole_long_line_in_one_read_is_bounded() -> None:
     with pytest.raises(LineTooLong):
-        read(sse(chunk({"content": "y" * 2000})), max_line_chars=1000)
+        read(sse(chunk({"content": "y" * 2000})), max_line_bytes=1000)
     with pytest.raises(LineTooLong):  # the end of a long line, joined to what came before
-        read(b"data: " + b"a" * 600 + b"a" * 600 + b"\n\n", [600], max_line_chars=1000)
-    stream, _ = read(sse(chunk({"content": "y" * 800})), max_line_chars=1000)
+        read(b"data: " + b"a" * 600 + b"a" * 600 + b"\n\n", [600], max_line_bytes=1000)
+    stream, _ = read(sse(chunk({"content": "y" * 800})), max_line_bytes=1000)
     assert stream.chars == 800
 
 
 def test_many_data_lines_of_one_event_are_bounded() -> None:
     with pytest.raises(LineTooLong):
-        read(b"data: aaaaaaaaa\n" * 200, max_line_chars=1000)
+        read(b"data: aaaaaaaaa\n" * 200, max_line_bytes=1000)
     with pytest.raises(LineTooLong):
-        read(b"data\n" * 2000, max_line_chars=1000)
+        read(b"data\n" * 2000, max_line_bytes=1000)
 
 
 def test_keep_alives_alone_hold_nothing() -> None:
-    stream = CompletionStream(max_line_chars=100)
+    stream = CompletionStream(max_line_bytes=100)
     for _ in range(1000):
         stream.feed(b": ping\n\n")
     assert stream.close() == "" and not stream.done
@@ -468,7 +468,7 @@ SNIPPETS = [b"data: ", b"data:", b"\n", b"\r", b"\r\n", b"event: error\n", b"[DO
 
 def outcome(raw: bytes, cuts: list[int]) -> tuple[Any, ...]:
     try:
-        stream, text = read(raw, cuts, max_line_chars=200, max_assembled_chars=2000, max_depth=4)
+        stream, text = read(raw, cuts, max_line_bytes=200, max_assembled_chars=2000, max_depth=4)
         return ("ok", text, stream.done, stream.chars, stream.chunks, stream.result())
     except StreamError as exc:
         return (type(exc), str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ ENTRY_COST = 256
 
 DONE = "[DONE]"
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
-_CHOICE_FIELDS = frozenset(("index", "delta", "finish_reason", "message"))
+_CHOICE_PARTS = frozenset(("index", "delta", "message"))
 
 
 class TooLarge(StreamError):
@@ -53,7 +54,7 @@ class _Choice:
 
     def __init__(self) -> None:
         self.role: Any = None
-        self.parts: dict[str, list[str]] = {}
+        self.parts: defaultdict[str, list[str]] = defaultdict(list)
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: Any = None
         self.extra: dict[str, Any] = {}
@@ -94,7 +95,8 @@ class Assembly:
                 break
         if text and not self.done and "\ud800" <= text[-1] <= "\udbff":
             text, self._held = text[:-1], text[-1]
-        return str(repaired(text))
+        visible: str = repaired(text)
+        return visible
 
     def add(self, name: str, data: str) -> str:
         """Merge one event; return its visible text (surrogates as sent)."""
@@ -113,18 +115,20 @@ class Assembly:
             return ""
         if "error" in chunk and "choices" not in chunk:
             raise UpstreamEvent(data)
+        choices = chunk.pop("choices", None)
         self.chunks += 1
+        top = self._top
         for key, value in chunk.items():
             if value is not None:  # a later null does not erase a value
-                self._top[key] = value
+                top[key] = value
         if "usage" in chunk:
             self._take_usage(chunk["usage"])
-        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return ""
         new = ""
-        if isinstance(choices, list):
-            for position, raw in enumerate(choices):
-                if isinstance(raw, dict):
-                    new += self._merge_choice(position, raw)
+        for position, raw in enumerate(choices):
+            if isinstance(raw, dict):
+                new += self._merge_choice(position, raw)
         self.chars += len(new)
         if self.size > self._max_size:
             raise TooLarge(self._max_size)
@@ -137,10 +141,12 @@ class Assembly:
         if choice is None:
             choice = self._choices[slot] = _Choice()
             self.size += ENTRY_COST
-        if raw.get("finish_reason") is not None:
-            choice.finish_reason = raw["finish_reason"]
         for key, value in raw.items():
-            if key not in _CHOICE_FIELDS and value is not None:
+            if value is None or key in _CHOICE_PARTS:
+                continue
+            if key == "finish_reason":
+                choice.finish_reason = value
+            else:
                 choice.extra[key] = value
         delta = raw.get("delta") or raw.get("message")
         if not isinstance(delta, dict):
@@ -149,7 +155,7 @@ class Assembly:
         for key, value in delta.items():
             if key in _TEXT_FIELDS:
                 if isinstance(value, str):
-                    choice.parts.setdefault(key, []).append(value)
+                    choice.parts[key].append(value)
                     self.size += len(value)
                     if key != "refusal":
                         new += value

@@ -11,6 +11,7 @@ from grok_chat_mcp.contract import MAX_DEPTH
 __all__ = ["MAX_DEPTH", "loads", "repaired", "too_deep"]
 
 _DECODER = json.JSONDecoder(parse_constant=lambda _: None)
+_WHITESPACE = " \t\n\r"  # JSON's, not str.strip()'s
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -24,10 +25,14 @@ def loads(data: str | bytes) -> Any:
             data = data.decode("utf-8", "replace")
         except RecursionError:
             raise ValueError("nested too deep") from None
+    text = data.strip(_WHITESPACE)
     try:
-        return _DECODER.decode(data)
+        value, end = _DECODER.raw_decode(text)
     except RecursionError:
         raise ValueError("nested too deep") from None
+    if end != len(text):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -48,7 +53,7 @@ def repaired(value: Any) -> Any:
     """``value`` with every string (keys too) made encodable: a surrogate pair becomes the one
     character it encodes, a lone surrogate U+FFFD. Call it on values at most :data:`MAX_DEPTH` deep."""
     if isinstance(value, str):
-        if _SURROGATE.search(value) is None:
+        if value.isascii() or _SURROGATE.search(value) is None:
             return value
         return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, dict):
