@@ -34,13 +34,24 @@ async def team_app(stand_in: Upstream) -> AsyncIterator[ASGIApp]:
         yield app
 
 
+OTHER = "user-acedata-token-0099"
+
+
 @pytest.mark.parametrize(
-    "headers",
-    [{"Authorization": f"Bearer {TOKEN}"}, {"x-api-key": TOKEN}, {"X-API-Key": TOKEN}],
-    ids=["authorization", "x-api-key", "X-API-Key"],
+    ("headers", "spent"),
+    [
+        ({"Authorization": f"Bearer {TOKEN}"}, TOKEN),
+        ({"x-api-key": TOKEN}, TOKEN),
+        ({"X-API-Key": TOKEN}, TOKEN),
+        # Both: the guard reads the token by the call's rule (a Bearer Authorization, else x-api-key).
+        ({"Authorization": f"Bearer {TOKEN}", "x-api-key": OTHER}, TOKEN),
+        ({"x-api-key": OTHER, "Authorization": f"Bearer {TOKEN}"}, TOKEN),
+        ({"Authorization": "Basic dXNlcjpwYXNz", "x-api-key": f"  {OTHER} "}, OTHER),
+    ],
+    ids=["authorization", "x-api-key", "X-API-Key", "bearer-first", "x-api-key-first", "basic-and-x-api-key"],
 )
 async def test_claude_ai_static_headers_spend_the_users_token(
-    stand_in: Upstream, headers: dict[str, str]
+    stand_in: Upstream, headers: dict[str, str], spent: str
 ) -> None:
     async with (
         team_app(stand_in) as app,
@@ -49,7 +60,21 @@ async def test_claude_ai_static_headers_spend_the_users_token(
     ):
         result = await client.call_tool("grok_chat_completions", {"messages": HELLO})
     assert not result.is_error, result
-    assert stand_in.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert stand_in.requests[-1].headers["Authorization"] == f"Bearer {spent}"
+
+
+async def test_a_bearer_header_without_a_token_is_refused(stand_in: Upstream) -> None:
+    async with (
+        team_app(stand_in) as app,
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http,
+    ):
+        response = await http.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": "Bearer  ", "x-api-key": " "},
+        )
+    assert response.status_code == 401
+    assert stand_in.requests == []
 
 
 async def test_without_either_header_the_401_names_both(stand_in: Upstream) -> None:
