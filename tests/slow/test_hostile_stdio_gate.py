@@ -18,7 +18,7 @@ from standin.upstream import Upstream
 from tests.conftest import HELLO, SCRIPT, server_env
 from tests.slow.test_cli_and_packaging import ROOT
 from tests.slow.test_clients import TS_SDK
-from tests.slow.test_stdio_wire import Raw, call, reap
+from tests.slow.test_stdio_wire import Raw, call, serving
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 
@@ -30,20 +30,11 @@ PARTS = json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "
 
 @pytest.fixture(params=LOOPS)
 def raw(request: pytest.FixtureRequest, stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
-    process = subprocess.Popen(
-        [SCRIPT],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "stderr.log").open("wb"),
-        env=server_env(stand_in.url("ok"), GROK_EVENT_LOOP=request.param, GROK_MAX_RETRIES="0"),
-        cwd=tmp_path,
-    )
-    try:
-        server = Raw(process)
-        server.initialize()
+    with (
+        (tmp_path / "stderr.log").open("wb") as log,
+        serving(stand_in, tmp_path, log, GROK_EVENT_LOOP=request.param) as server,
+    ):
         yield server
-    finally:
-        reap(process)
     assert b"Traceback" not in (tmp_path / "stderr.log").read_bytes()
 
 

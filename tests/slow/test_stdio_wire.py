@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from standin.upstream import Upstream
@@ -74,15 +75,18 @@ class Raw:
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
-@pytest.fixture
-def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
+@contextmanager
+def serving(
+    stand_in: Upstream, cwd: Path, stderr: int | IO[bytes] = subprocess.PIPE, **env: str
+) -> Iterator[Raw]:
+    """The console script over stdio, initialized, against the stand-in; reaped on exit."""
     process = subprocess.Popen(
         [SCRIPT],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=server_env(stand_in.url("ok"), GROK_MAX_RETRIES="0"),
-        cwd=tmp_path,
+        stderr=stderr,
+        env=server_env(stand_in.url("ok"), GROK_MAX_RETRIES="0", **env),
+        cwd=cwd,
     )
     try:
         server = Raw(process)
@@ -90,6 +94,12 @@ def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
         yield server
     finally:
         reap(process)
+
+
+@pytest.fixture
+def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
+    with serving(stand_in, tmp_path) as server:
+        yield server
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
