@@ -4,7 +4,7 @@ service_tier, confirmation before each call, and the cached tool list."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,15 @@ class Clock:
         return self.now
 
 
+#: The fake clock's day: ahead of the real one, which the stores expire spend windows by.
+DAY = (datetime.now(UTC) + timedelta(days=2)).date()
+#: When DAY's window resets.
+RESET = f"{DAY + timedelta(days=1)}T00:00:00Z"
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock("2026-12-07T22:00:00")
+    fake = Clock(f"{DAY}T22:00:00")
     monkeypatch.setattr("grok_chat_mcp.budget.wall_clock", fake)
     return fake
 
@@ -51,10 +57,10 @@ async def test_calls_are_refused_once_a_few_cents_are_spent(stand_in: Upstream, 
     async with Client(build_server(settings_for(stand_in, budget="0.01usd/day"))) as client:
         notes = [(await call(client)).structured_content["notes"][-1] for _ in range(3)]
         assert notes == [
-            "budget: $0.006224 of $0.01 per day left; resets 2026-12-08T00:00:00Z (in 2 h 0 min).",
-            "budget: $0.002449 of $0.01 per day left; resets 2026-12-08T00:00:00Z (in 2 h 0 min).",
+            f"budget: $0.006224 of $0.01 per day left; resets {RESET} (in 2 h 0 min).",
+            f"budget: $0.002449 of $0.01 per day left; resets {RESET} (in 2 h 0 min).",
             "budget: $0.01 per day reached ($0.011327 spent); further calls are refused until "
-            "2026-12-08T00:00:00Z (in 2 h 0 min).",
+            f"{RESET} (in 2 h 0 min).",
         ]
         clock.now += 30 * 60
         refused = await call(client)
@@ -62,7 +68,7 @@ async def test_calls_are_refused_once_a_few_cents_are_spent(stand_in: Upstream, 
         assert text_of(refused) == (
             "Budget reached: this server allows $0.01 per day per token (GROK_BUDGET=0.01usd/day), and "
             "$0.011327 has been spent in the current day. Nothing was sent. The budget resets at "
-            "2026-12-08T00:00:00Z (in 1 h 30 min): do not retry before then, or ask whoever runs this "
+            f"{RESET} (in 1 h 30 min): do not retry before then, or ask whoever runs this "
             "server to raise GROK_BUDGET."
         )
         assert len(stand_in.requests) == 3  # the refused call sent nothing
