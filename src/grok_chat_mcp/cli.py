@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=25,
         metavar="SECONDS",
-        help="on SIGTERM, requests in flight get this long to finish (default: 25)",
+        help="on SIGTERM, requests in flight and running calls get this long to finish (default: 25)",
     )
     web.add_argument(
         "--allow-shared-token",

@@ -94,6 +94,8 @@ def input_schema() -> dict[str, Any]:
 
 #: How long clients may reuse a tools/list result (2026-07-28 cache hints): an hour.
 TOOLS_TTL_MS = 3_600_000
+#: How often a stopping server asks again how long it may wait for its running calls.
+RECHECK = 0.25
 
 
 def store_limits() -> Limits:
@@ -117,16 +119,29 @@ def _cancel_here(calls: Calls, tracker: tool.Tracker | None, key: str) -> None:
         tracker.cancel(key)
 
 
+async def finish_running(calls: Calls, drain: float | Callable[[], float]) -> None:
+    """Wait for the running calls for ``drain`` seconds, or for as long as ``drain()`` leaves."""
+    if not callable(drain):
+        with anyio.move_on_after(drain):
+            await calls.drained()
+        return
+    while (left := drain()) > 0:
+        with anyio.move_on_after(min(left, RECHECK)):
+            await calls.drained()
+            return
+
+
 def build_server(
     settings: Settings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     policy: tool.CallPolicy | None = None,
-    drain: float = 0.0,
+    drain: float | Callable[[], float] = 0.0,
 ) -> Server[tool.Services]:
     """The server. ``transport`` replaces the network (tests, benchmarks); ``policy`` is what the
-    transport decides for each call; ``drain`` is how long a server that stops without a signal
-    (stdin closed, an HTTP shutdown) lets its running calls finish and store their answers."""
+    transport decides for each call; ``drain`` is how long the calls still running when the server
+    stops may take to finish and store their answers: seconds (stdio: stdin closed), or a function
+    that says how many are left (HTTP: the rest of the shutdown grace, 0 after a second signal)."""
     policy = policy or tool.CallPolicy()
     definition = tool.definition(input_schema(), confirm=settings.confirm_calls)
 
@@ -150,10 +165,9 @@ def build_server(
                 try:
                     budget = Budgets.from_setting(settings.budget, store)
                     yield tool.Services(upstream, Table(), calls, settings.api_token, budget)
-                    # Stopping without a signal: the calls still running may finish and be stored
-                    # (a signal cancels this wait).
-                    with anyio.move_on_after(drain):
-                        await calls.drained()
+                    # The calls still running may finish and be stored (over stdio, a signal
+                    # cancels this wait; over HTTP, the drain's clock ends it).
+                    await finish_running(calls, drain)
                 finally:
                     jobs.cancel_scope.cancel()  # the calls still running record that they were cut off
         finally:

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 
 
 @contextlib.contextmanager
-def cli(stand_in: Upstream, tmp_path: Path, *extra: str, loop: str = "auto") -> Iterator[CLI]:
+def cli(stand_in: Upstream, tmp_path: Path, *extra: str, loop: str = "auto", **env: str) -> Iterator[CLI]:
     """The console script over HTTP; stopped at the end if the test did not stop it."""
-    process, port = start_cli(stand_in, tmp_path, *extra, GROK_EVENT_LOOP=loop, GROK_MAX_RETRIES="0")
+    process, port = start_cli(stand_in, tmp_path, *extra, GROK_EVENT_LOOP=loop, GROK_MAX_RETRIES="0", **env)
     server = CLI(process, port)
     try:
         yield server
@@ -343,6 +343,34 @@ async def test_calls_past_the_grace_get_a_json_rpc_error_that_the_server_stops(
     assert slow["id"] == 2 and slow["error"]["code"] == -32001
     assert slow["error"]["message"].startswith("stopping: The server is shutting down")
     assert 2 <= took < 15
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_a_call_that_answered_running_finishes_within_the_grace_and_is_collected_after(
+    stand_in: Upstream, tmp_path: Path, loop: str
+) -> None:
+    """A running call (here after 1 s) is no longer in flight over HTTP; on SIGTERM it gets the rest
+    of the grace, stores its answer, and a server started afterwards on the same file hands it out.
+    (Before, the stop cancelled it: the collect read that the call was cut off.)"""
+    settings = {"GROK_STORE": f"sqlite://{tmp_path / 'grok.db'}", "GROK_RETURN_AFTER": "1"}
+    with cli(stand_in, tmp_path, "--shutdown-grace", "20", loop=loop, **settings) as server:
+        async with httpx.AsyncClient(timeout=30) as http:
+            reply = await http.post(f"{server.base}/mcp", json=call_body(1, "slow4000"), headers=MCP_HEADERS)
+        (running,) = events(reply)
+        shown = running["result"]["structuredContent"]
+        assert shown["status"] == "running", shown
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(30)
+    assert b"Traceback" not in b"".join(server.log)
+    collect = {"conversation_id": shown["conversation_id"]}
+    body = {**call_body(2, "ok"), "params": {"name": "grok_chat_completions", "arguments": collect}}
+    with cli(stand_in, tmp_path, loop=loop, **settings) as again:
+        async with httpx.AsyncClient(timeout=30) as http:
+            (answer,) = events(await http.post(f"{again.base}/mcp", json=body, headers=MCP_HEADERS))
+    assert answer["result"]["isError"] is False, answer
+    assert answer["result"]["structuredContent"]["result"]["choices"][0]["message"]["content"] == "pong"
+    assert len(stand_in.requests) == 1  # collected, not asked again
 
 
 @pytest.mark.anyio

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,14 +95,16 @@ class Admission:
     the slots are full or the server is stopping; ``GET /health`` always passes through.
     """
 
-    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.limits = limits
+        self.clock = clock  # for the shutdown grace
         self.serving = 0
         self.pending: set[Pending] = set()
         self.by_address: dict[str, int] = {}
         self.stopping = False
         self._emptied: anyio.Event | None = None  # made by the drain, set when nothing is in flight
+        self._stop_by: float | None = None  # when the drain's grace ends, on ``clock``
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,13 +168,22 @@ class Admission:
         return True
 
     def stop_all(self) -> None:
-        """Answer every request in flight that the server is stopping."""
+        """Answer every request in flight that the server is stopping; running calls are not
+        waited for any longer either (:meth:`time_left`)."""
+        self._stop_by = self.clock()
         for pending in list(self.pending):
             pending.stop(STOPPING)
 
+    def time_left(self) -> float:
+        """Seconds left of the drain's grace (0 before a drain): how long the calls still running
+        when the server stops may take to finish and store their answers."""
+        return 0.0 if self._stop_by is None else max(0.0, self._stop_by - self.clock())
+
     async def drain(self) -> None:
-        """Refuse new requests, give those in flight the grace period, then answer them."""
+        """Refuse new requests, give those in flight the grace period, then answer them. Calls
+        that already answered ``running`` have the rest of the grace (:meth:`time_left`)."""
         self.stopping = True
+        self._stop_by = self.clock() + self.limits.grace
         logger.info("stopping: %d requests in flight, %g s to finish", len(self.pending), self.limits.grace)
         self._emptied = anyio.Event()
         if not self.pending:

@@ -310,10 +310,12 @@ def create_app(
     heartbeat: float = 5.0,
     logins: Logins | None = None,
     clock: Callable[[], float] = time.time,
+    drain: Callable[[], float] = lambda: 0.0,
 ) -> ASGIApp:
     """The ASGI app: stateless streamable HTTP at ``/mcp``, ``GET /health``, the server card, and
     with ``--auth oauth`` the sign-in endpoints, behind :class:`Guard`. ``logins`` and ``clock``
-    replace the sign-in store (``GROK_STORE``) and the time (tests)."""
+    replace the sign-in store (``GROK_STORE``) and the time (tests); ``drain`` says, as the server
+    stops, how long its running calls may still take (:meth:`Admission.time_left`)."""
     if not policy.shares_server_token:
         settings = replace(settings, api_token=None)
     routes: list[Route] = [
@@ -335,7 +337,7 @@ def create_app(
         heartbeat=heartbeat,
         progress_needs_token=True,
     )
-    server = build_server(settings, transport=transport, policy=call_policy)
+    server = build_server(settings, transport=transport, policy=call_policy, drain=drain)
     loopback = is_loopback(policy.host)
     names = dict.fromkeys(["127.0.0.1", "localhost", "[::1]", _host_header(policy.host)])
     security = TransportSecuritySettings(
@@ -415,7 +417,7 @@ class IdleLimitedH11(H11Protocol):
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose first SIGINT or SIGTERM drains before it stops (:meth:`Admission.drain`);
-    a second one answers the requests in flight at once.
+    a second one answers the requests in flight at once, and running calls are not waited for.
 
     uvicorn's own handling would end every event stream on the signal (sse-starlette watches for
     it), so callers in flight got an empty 200; here uvicorn learns of the signal once the drain is
@@ -432,11 +434,11 @@ class DrainingServer(uvicorn.Server):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        if loop is not None and self.draining is not None:  # a second signal: nothing waits any longer
+            loop.call_soon_threadsafe(self.admission.stop_all)
         if loop is None or self.should_exit:
             super().handle_exit(sig, frame)
-        elif self.draining is not None:
-            loop.call_soon_threadsafe(self.admission.stop_all)
-        else:  # a signal handler: the drain starts from the loop
+        elif self.draining is None:  # a signal handler: the drain starts from the loop
             loop.call_soon_threadsafe(self._start_drain, sig, frame)
 
     def _start_drain(self, sig: int, frame: FrameType | None) -> None:
@@ -463,7 +465,8 @@ def make_server(settings: Settings, policy: Policy, limits: Limits) -> DrainingS
     """The uvicorn server for the app, with the limits; :meth:`uvicorn.Server.run` starts it."""
     from grok_chat_mcp import eventloop
 
-    admission = Admission(create_app(settings, policy), limits)
+    admission: Admission  # made below: as the server stops, the app asks it how long calls may take
+    admission = Admission(create_app(settings, policy, drain=lambda: admission.time_left()), limits)
     config = uvicorn.Config(
         admission,
         loop=eventloop.choose(settings.event_loop),
