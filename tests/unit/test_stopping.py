@@ -11,16 +11,9 @@ from grok_chat_mcp import server
 from grok_chat_mcp.store.memory import MemoryStore
 from grok_chat_mcp.transports.admission import Admission, Limits
 from tests.unit.test_calls import CALL, DONE, running_calls
+from tests.unit.test_progress import Clock
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def nothing(scope: object, receive: object, send: object) -> None:
