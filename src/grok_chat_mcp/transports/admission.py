@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,19 +221,19 @@ class Pending:
 
     __slots__ = (
         "_receive", "_send", "address", "admission", "body_done", "cancel", "chunks", "complete",
-        "deadline", "has_slot", "marks", "muted", "refusal", "request_id", "started", "streaming",
+        "deadline", "has_slot", "marks", "refusal", "request_id", "started", "streaming",
     )  # fmt: skip
 
     def __init__(self, admission: Admission, scope: Scope, receive: Receive, send: Send) -> None:
         self.admission = admission
         self.address = _address(scope)
         self._receive, self._send = receive, send
-        self.cancel = anyio.CancelScope()
-        self.deadline = anyio.current_time() + admission.limits.body
+        self.cancel = anyio.CancelScope()  # the request's one scope; it also times the body's chunks
+        self.deadline = math.inf  # the whole body's, from the first read
         self.refusal: Refusal | None = None
         self.request_id: str | int | None = None
         self.body_done = self.has_slot = False
-        self.started = self.streaming = self.complete = self.muted = False
+        self.started = self.streaming = self.complete = False
         self.chunks: list[bytes] = []  # the body so far (the app keeps the same objects)
         self.marks = 0  # brackets and commas in it, strings included
         scope[PENDING_KEY] = self  # for note_request_id
@@ -248,6 +249,9 @@ class Pending:
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         with self.cancel:
             await app(scope, self.receive, self.send)
+        if self.refusal is None and self.cancel.cancel_called:  # the body's deadline passed
+            self.refusal = SLOW
+            logger.info("refused a request from %s: %s", self.address, SLOW.code)
         if self.refusal is not None:
             await self._answer(self.refusal, scope)
 
@@ -255,18 +259,21 @@ class Pending:
         """End the request: the app is cancelled, and the refusal is its answer."""
         if self.refusal is None:
             self.refusal = refusal
-        self.muted = True
         self.cancel.cancel()
 
     async def receive(self) -> Message:
         if self.body_done:
             return await self._receive()
-        message: Message | None = None
-        wait = min(self.admission.limits.idle, self.deadline - anyio.current_time())
-        with anyio.move_on_after(wait):
-            message = await self._receive()
-        if message is None:
-            return await self._refused(SLOW)
+        # The wait for this chunk is timed by the request's own scope: past the deadline, the
+        # app is cancelled in this wait and :meth:`run` answers 408.
+        now = anyio.current_time()
+        if self.deadline == math.inf:
+            self.deadline = now + self.admission.limits.body
+        self.cancel.deadline = min(now + self.admission.limits.idle, self.deadline)
+        message = await self._receive()
+        self.cancel.deadline = math.inf
+        if self.cancel.cancel_called:  # the deadline passed as the chunk arrived
+            await anyio.lowlevel.checkpoint()
         if message["type"] == "http.request":
             chunk = message.get("body", b"")
             self.chunks.append(chunk)
@@ -290,7 +297,7 @@ class Pending:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        if self.muted:
+        if self.cancel.cancel_called:  # refused or stopped: the refusal is the answer
             return
         if message["type"] == "http.response.start":
             if self.admission.stopping:
