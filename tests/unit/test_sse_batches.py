@@ -1,5 +1,6 @@
-"""A read's events are handled together: one JSON parse per read, one merge call, one text. Every
-shape of batch must give what the same events give one read at a time (no HTTP)."""
+"""Reads that carry many events (a busy connection) give what the same events give one read at a
+time: text, counters, result, and the error a stream ends with (no HTTP). See
+docs/design-stream.md for the per-read design these were written for."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import pytest
 
 from grok_chat_mcp.upstream.assembly import Assembly, BadEvent, TooLarge, UpstreamEvent
-from grok_chat_mcp.upstream.json_values import loads_each
 from grok_chat_mcp.upstream.sse import EventStream, LineTooLong, StreamError
 
 
@@ -87,9 +87,8 @@ def test_payloads_that_reach_into_each_other_are_each_named() -> None:
     events = [data('{"choices": []},{"choices": []}'), data('{"choices": [1'), data("2]}")]
     result = same_as_one_at_a_time([content("a"), *events, b"data: [DONE]\n\n"])
     assert result[1] is BadEvent and result[3] == '{"choices": []},{"choices": []}'
-    assert loads_each([b'{"a": 1},{"b": 2}', b'{"c": [1', b"2]}"]) is None
-    assert loads_each([b'"x', b'y"']) is None  # a string across the separator
-    assert loads_each([b' {"a": NaN} ', b"[]", b'"\\ud83d"']) == [{"a": None}, [], "\ud83d"]
+    result = same_as_one_at_a_time([data('{"choices": [{"delta": {"content": "x'), data('y"}}]}')])
+    assert result[1] is BadEvent  # nor does a string cut across two events
 
 
 def test_done_and_comments_mixed_in() -> None:
@@ -124,12 +123,6 @@ def test_a_surrogate_pair_split_across_events_in_one_read_and_across_reads() -> 
 
 def test_a_line_too_long_in_the_middle_of_a_batch() -> None:
     long = b"data: " + b"x" * 9000 + b"\n\n"
-    stream, assembly = EventStream(max_line_bytes=8192), Assembly()
-    assert assembly.take(stream.feed(content("a") + content("b") + long + content("c"))) == "ab"
-    with pytest.raises(LineTooLong):  # raised by the next call, after the events before it
-        stream.close()
-    with pytest.raises(LineTooLong):
-        stream.feed(b"")
     result = same_as_one_at_a_time([content("a"), long, content("c")])
     assert result[1] is LineTooLong and result[4] == 1
     # [DONE] before the long line: the stream is complete, the bound never matters

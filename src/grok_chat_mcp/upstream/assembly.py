@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from grok_chat_mcp.upstream.json_values import MAX_DEPTH, loads, loads_each, repaired, too_deep
-from grok_chat_mcp.upstream.sse import Events, StreamError
+from grok_chat_mcp.upstream.json_values import MAX_DEPTH, loads, repaired, too_deep
+from grok_chat_mcp.upstream.sse import Event, StreamError
 
 __all__ = ["MAX_ASSEMBLED_CHARS", "Assembly", "BadEvent", "TooLarge", "UpstreamEvent"]
 
@@ -64,10 +64,9 @@ class _Choice:
 class Assembly:
     """Merges the chunks of one streamed completion, within bounds.
 
-    :meth:`take` adds one read's events (until ``data: [DONE]``, see :attr:`done`) and returns
-    their visible text; :meth:`result` is what the same call without ``stream`` returns. A
-    :class:`StreamError` says why the stream cannot be one completion; after one, the object is
-    spent.
+    :meth:`take` adds events (until ``data: [DONE]``, see :attr:`done`) and returns their visible
+    text; :meth:`result` is what the same call without ``stream`` returns. A :class:`StreamError`
+    says why the stream cannot be one completion; after one, the object is spent.
     """
 
     def __init__(self, *, max_assembled_chars: int = MAX_ASSEMBLED_CHARS, max_depth: int = MAX_DEPTH) -> None:
@@ -86,43 +85,36 @@ class Assembly:
         #: Characters held (text fields and tool-call arguments, plus a fixed cost per entry).
         self.size = 0
 
-    def take(self, events: Events) -> str:
-        """Add one read's ``events`` up to ``[DONE]``; return their visible text (content and
-        reasoning), with surrogates repaired across calls."""
-        names, payloads = events
-        held, self._held = self._held, ""
-        texts = [held]
-        if payloads and not self.done:
-            values = None if "error" in names else loads_each(payloads)
-            chunks = self._one_by_one(names, payloads) if values is None else values
-            for chunk, raw in zip(chunks, payloads, strict=False):
-                if type(chunk) is dict:
-                    self._merge(chunk, raw, texts)
-        text = "".join(texts)
-        self.chars += len(text) - len(held)
+    def take(self, events: Iterable[Event]) -> str:
+        """Add ``events`` up to ``[DONE]``; return their visible text (content and reasoning), with
+        surrogates repaired across calls."""
+        text, self._held = self._held, ""
+        for name, data in events:
+            text += self.add(name, data)
+            if self.done:
+                break
         if text and not self.done and "\ud800" <= text[-1] <= "\udbff":
             text, self._held = text[:-1], text[-1]
         visible: str = repaired(text)
         return visible
 
-    def _one_by_one(self, names: list[str], payloads: list[bytes]) -> Iterator[Any]:
-        """Each event's JSON value, one at a time: stops at ``[DONE]``, names a bad event."""
-        for name, raw in zip(names, payloads, strict=True):
-            data = raw.decode("utf-8", "replace")
-            if data.strip() == DONE:
-                self.done = True
-                return
-            if name == "error":
-                raise UpstreamEvent(data)
-            try:
-                yield loads(data)
-            except ValueError:
-                raise BadEvent(data[:EXCERPT_CHARS]) from None
-
-    def _merge(self, chunk: dict[str, Any], raw: bytes, texts: list[str]) -> None:
-        """Merge one chunk (``raw`` is its event's data); append its visible text to ``texts``."""
+    def add(self, name: str, data: str) -> str:
+        """Merge one event; return its visible text (surrogates as sent)."""
+        if self.done:
+            return ""
+        if data.strip() == DONE:
+            self.done = True
+            return ""
+        if name == "error":
+            raise UpstreamEvent(data)
+        try:
+            chunk = loads(data)
+        except ValueError:
+            raise BadEvent(data[:EXCERPT_CHARS]) from None
+        if not isinstance(chunk, dict):
+            return ""
         if "error" in chunk and "choices" not in chunk:
-            raise UpstreamEvent(raw.decode("utf-8", "replace"))
+            raise UpstreamEvent(data)
         choices = chunk.pop("choices", None)
         self.chunks += 1
         top = self._top
@@ -131,14 +123,18 @@ class Assembly:
                 top[key] = value
         if "usage" in chunk:
             self._take_usage(chunk["usage"])
-        if isinstance(choices, list):
-            for position, raw_choice in enumerate(choices):
-                if isinstance(raw_choice, dict):
-                    self._merge_choice(position, raw_choice, texts)
+        if not isinstance(choices, list):
+            return ""
+        new = ""
+        for position, raw in enumerate(choices):
+            if isinstance(raw, dict):
+                new += self._merge_choice(position, raw)
+        self.chars += len(new)
         if self.size > self._max_size:
             raise TooLarge(self._max_size)
+        return new
 
-    def _merge_choice(self, position: int, raw: dict[str, Any], texts: list[str]) -> None:
+    def _merge_choice(self, position: int, raw: dict[str, Any]) -> str:
         index = raw.get("index", position)
         slot = index if type(index) is int else position
         choice = self._choices.get(slot)
@@ -154,14 +150,15 @@ class Assembly:
                 choice.extra[key] = value
         delta = raw.get("delta") or raw.get("message")
         if not isinstance(delta, dict):
-            return
+            return ""
+        new = ""
         for key, value in delta.items():
             if key in _TEXT_FIELDS:
                 if isinstance(value, str):
                     choice.parts[key].append(value)
                     self.size += len(value)
                     if key != "refusal":
-                        texts.append(value)
+                        new += value
             elif key == "role":
                 choice.role = choice.role or value
             elif key == "tool_calls":
@@ -171,6 +168,7 @@ class Assembly:
                             self._merge_tool_call(choice, place, call)
             elif value is not None:
                 choice.message_extra[key] = value
+        return new
 
     def _merge_tool_call(self, choice: _Choice, position: int, call: dict[str, Any]) -> None:
         index = call.get("index", position)

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-from collections.abc import Sequence
 from typing import Any
 
 from grok_chat_mcp.contract import MAX_DEPTH
 
-__all__ = ["MAX_DEPTH", "loads", "loads_each", "repaired", "too_deep"]
+__all__ = ["MAX_DEPTH", "loads", "repaired", "too_deep"]
 
 _DECODER = json.JSONDecoder(parse_constant=lambda _: None)
 _WHITESPACE = " \t\n\r"  # JSON's, not str.strip()'s
 _SURROGATE = re.compile("[\ud800-\udfff]")
-#: Between two payloads parsed together: a string upstream cannot know (drawn per process, never
-#: sent), after a raw newline, which no JSON string may hold.
-_MARK = secrets.token_hex(8)
-_SEPARATOR = f',\n"{_MARK}",\n'.encode()
 
 
 def loads(data: str | bytes) -> Any:
@@ -39,24 +33,6 @@ def loads(data: str | bytes) -> Any:
     if end != len(text):
         raise ValueError("extra data after the JSON value")
     return value
-
-
-def loads_each(payloads: Sequence[bytes]) -> list[Any] | None:
-    """The JSON value of each payload, parsed in one call (invalid UTF-8 becomes U+FFFD); ``None``
-    unless every payload is exactly one JSON value, when :func:`loads` of each says which is not.
-
-    The payloads are parsed as one array with :data:`_MARK` between them: every mark back in its
-    place at the array's top level proves that no payload's text reached into its neighbour's."""
-    text = (b"[" + _SEPARATOR.join(payloads) + b"]").decode("utf-8", "replace")
-    try:
-        values, end = _DECODER.raw_decode(text)
-    except (ValueError, RecursionError):
-        return None
-    count = len(payloads)
-    if end != len(text) or len(values) != 2 * count - 1 or values[1::2].count(_MARK) != count - 1:
-        return None
-    each: list[Any] = values[::2]
-    return each
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
