@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -159,16 +157,13 @@ class HttpServer:
     port: int
 
 
-async def start_http(variant: Variant, env: dict[str, str], cpus: set[int] | None = None) -> HttpServer:
-    """Ours as users run it (``grok-chat-mcp --transport http``), or the floor's HTTP mode; on
-    ``cpus`` only, if given (set in the child before it runs, so all its threads inherit them)."""
+async def start_http(variant: Variant, env: dict[str, str]) -> HttpServer:
+    """Ours as users run it (``grok-chat-mcp --transport http``), or the floor's HTTP mode."""
     env = variant.environ(env)
-    pin = None if cpus is None else partial(os.sched_setaffinity, 0, cpus)
     if not variant.ours:
         process = await asyncio.create_subprocess_exec(
-            *variant.command(), "--http", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
-            preexec_fn=pin,
-        )  # fmt: skip
+            *variant.command(), "--http", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
+        )
         assert process.stderr is not None
         line = await asyncio.wait_for(process.stderr.readline(), 60)
         port = int(line.split()[1])
@@ -177,7 +172,7 @@ async def start_http(variant: Variant, env: dict[str, str], cpus: set[int] | Non
         port = free_port()  # not --port 0: that needs INFO logging to learn the port, a cost per call
         process = await asyncio.create_subprocess_exec(
             *variant.command(), "--transport", "http", "--port", str(port),
-            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, preexec_fn=pin,
+            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -350,22 +345,6 @@ async def relay_end_to_end(
 # 2. Many slow calls over HTTP -------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def own_core() -> Iterator[set[int] | None]:
-    """The server gets a core of its own, the benchmark and the upstream the others, as when the
-    clients and AceDataCloud are other machines (yields the server's cores; None, and nothing
-    pinned, on a single core). Only this thread is pinned: the processes it starts inherit it."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        yield None
-        return
-    os.sched_setaffinity(0, cores[:-1])
-    try:
-        yield {cores[-1]}
-    finally:
-        os.sched_setaffinity(0, cores)
-
-
 async def slow_call(port: int, body: bytes, lags: list[float]) -> None:
     """One streamed call; appends the lag of its last chunk (ms)."""
     connection = Connection(port)
@@ -388,56 +367,53 @@ async def slow_calls(
     """
     out: Samples = {}
     arguments = {"model": "grok-4", "messages": HELLO, "stream": True}
-    with own_core() as server_cpus:
-        async with fast_upstream() as base:
-            env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
-            for rep in range(reps):
-                for variant in rotated(variants, rep):
-                    name = variant.label
-                    server = await start_http(variant, env, server_cpus)
-                    try:
-                        pid = server.process.pid
-                        idle, cpu_before = rss_mib(pid), cpu_clock(pid)
-                        lags: list[float] = []
-                        body = tools_call(1, {**arguments, "user": f"stream:{chunks}:50"})
-                        tasks = [
-                            asyncio.ensure_future(slow_call(server.port, body, lags)) for _ in range(calls)
-                        ]
-                        await asyncio.sleep(chunks * 0.05 / 2)
-                        in_flight = rss_mib(pid)
-                        await asyncio.wait(tasks, timeout=chunks * 0.05 * 3 + 30)
-                        for task in tasks:
-                            task.cancel()
-                        cpu = cpu_since(pid, cpu_before)
-                        add(out, name, "slow calls over HTTP: completed", float(len(lags)))
-                        if lags:
-                            lags.sort()
-                            add(
-                                out,
-                                name,
-                                "slow calls over HTTP: added latency per chunk p50 (ms)",
-                                statistics.median(lags),
-                            )
-                            add(
-                                out,
-                                name,
-                                "slow calls over HTTP: added latency per chunk p99 (ms)",
-                                lags[int(0.99 * (len(lags) - 1))],
-                            )
-                            add(
-                                out,
-                                name,
-                                "slow calls over HTTP: server CPU per chunk (us)",
-                                cpu / (len(lags) * chunks) * 1e6,
-                            )
+    async with fast_upstream() as base:
+        env = {**env, "ACEDATACLOUD_API_BASE_URL": base}
+        for rep in range(reps):
+            for variant in rotated(variants, rep):
+                name = variant.label
+                server = await start_http(variant, env)
+                try:
+                    pid = server.process.pid
+                    idle, cpu_before = rss_mib(pid), cpu_clock(pid)
+                    lags: list[float] = []
+                    body = tools_call(1, {**arguments, "user": f"stream:{chunks}:50"})
+                    tasks = [asyncio.ensure_future(slow_call(server.port, body, lags)) for _ in range(calls)]
+                    await asyncio.sleep(chunks * 0.05 / 2)
+                    in_flight = rss_mib(pid)
+                    await asyncio.wait(tasks, timeout=chunks * 0.05 * 3 + 30)
+                    for task in tasks:
+                        task.cancel()
+                    cpu = cpu_since(pid, cpu_before)
+                    add(out, name, "slow calls over HTTP: completed", float(len(lags)))
+                    if lags:
+                        lags.sort()
                         add(
                             out,
                             name,
-                            "slow calls over HTTP: RSS per call in flight (KiB)",
-                            (in_flight - idle) * 1024 / calls,
+                            "slow calls over HTTP: added latency per chunk p50 (ms)",
+                            statistics.median(lags),
                         )
-                    finally:
-                        await stop(server.process)
+                        add(
+                            out,
+                            name,
+                            "slow calls over HTTP: added latency per chunk p99 (ms)",
+                            lags[int(0.99 * (len(lags) - 1))],
+                        )
+                        add(
+                            out,
+                            name,
+                            "slow calls over HTTP: server CPU per chunk (us)",
+                            cpu / (len(lags) * chunks) * 1e6,
+                        )
+                    add(
+                        out,
+                        name,
+                        "slow calls over HTTP: RSS per call in flight (KiB)",
+                        (in_flight - idle) * 1024 / calls,
+                    )
+                finally:
+                    await stop(server.process)
     return out
 
 
