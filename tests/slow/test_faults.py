@@ -69,7 +69,7 @@ INVALID: dict[str, st.SearchStrategy[Any]] = {
     "frequency_penalty": outside(-2, 2),
     "reasoning_effort": not_none.filter(lambda v: v not in ("low", "high")),
     "response_format": not_json_text.filter(lambda v: not isinstance(v, dict))
-    | st.fixed_dictionaries({"type": st.text(max_size=5)}),
+    | st.fixed_dictionaries({"type": st.text(max_size=5).filter(lambda t: t != "text")}),  # "text" is valid
     "tools": not_json_text.filter(lambda v: not isinstance(v, list)) | non_objects,
     "tool_choice": not_json_text.filter(lambda v: v not in ("none", "auto", "required")),
     "unknown_parameter": not_none,
