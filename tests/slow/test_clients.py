@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,11 +117,10 @@ def test_print_mode_calls_the_tool_and_defers_it_unless_always_load(
 TS_SDK = ROOT / ".ci" / "node_modules" / "@modelcontextprotocol" / "sdk"
 
 
-@pytest.mark.skipif(
-    not (TS_SDK.exists() and shutil.which("node")), reason="needs the TypeScript SDK in .ci (CI installs it)"
-)
-def test_typescript_sdk_client_sees_tools_only_and_stays_alive_on_progress(tmp_path: Path) -> None:
-    from standin.upstream import SSE_WORDS, Upstream
+def typescript_over_stdio(script: str, cwd: Path) -> dict[str, Any]:
+    """Run ``tests/slow/<script>`` (a TypeScript SDK client) against the console script over stdio,
+    the stand-in upstream answering; what it printed last, as JSON (it must exit 0)."""
+    from standin.upstream import Upstream
 
     from tests.conftest import SCRIPT, server_env
 
@@ -128,12 +128,22 @@ def test_typescript_sdk_client_sees_tools_only_and_stays_alive_on_progress(tmp_p
     assert node is not None
     with Upstream() as upstream:
         done = subprocess.run(
-            [node, str(ROOT / "tests" / "slow" / "ts_client.mjs"), TS_SDK.as_uri(), SCRIPT],
-            capture_output=True, text=True, env=server_env(upstream.url("ok")), cwd=tmp_path, timeout=120,
+            [node, str(ROOT / "tests" / "slow" / script), TS_SDK.as_uri(), SCRIPT],
+            capture_output=True, text=True, env=server_env(upstream.url("ok")), cwd=cwd, timeout=120,
             check=False,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
+@pytest.mark.skipif(
+    not (TS_SDK.exists() and shutil.which("node")), reason="needs the TypeScript SDK in .ci (CI installs it)"
+)
+def test_typescript_sdk_client_sees_tools_only_and_stays_alive_on_progress(tmp_path: Path) -> None:
+    from standin.upstream import SSE_WORDS
+
+    seen = typescript_over_stdio("ts_client.mjs", tmp_path)
     assert set(seen["capabilities"]) == {"tools"}
     (tool,) = seen["tools"]
     assert tool["_meta"]["anthropic/maxResultSizeChars"] == 500_000

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from pathlib import Path
 import pytest
 from standin.upstream import Upstream
 
-from tests.conftest import HELLO, SCRIPT, server_env
-from tests.slow.test_cli_and_packaging import ROOT
-from tests.slow.test_clients import TS_SDK
+from tests.conftest import HELLO
+from tests.slow.test_clients import TS_SDK, typescript_over_stdio
 from tests.slow.test_stdio_wire import Raw, call, serving
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
@@ -74,16 +72,7 @@ def test_fd_0_reads_the_null_device_while_serving(raw: Raw) -> None:
 def test_the_typescript_sdk_gets_the_refusal_for_its_call_and_carries_on(tmp_path: Path) -> None:
     """The real consumer: its requests carry the id last, and its call must fail with our error
     (not time out), after which the next call works."""
-    node = shutil.which("node")
-    assert node is not None
-    with Upstream() as upstream:
-        done = subprocess.run(
-            [node, str(ROOT / "tests" / "slow" / "ts_refused.mjs"), TS_SDK.as_uri(), SCRIPT],
-            capture_output=True, text=True, env=server_env(upstream.url("ok")), cwd=tmp_path, timeout=120,
-            check=False,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = typescript_over_stdio("ts_refused.mjs", tmp_path)
     assert seen["refused"]["code"] == -32600
     assert "too much structure" in seen["refused"]["message"]
     assert seen["result"]["isError"] is False
