@@ -16,18 +16,24 @@ class Unreadable(Exception):
     """The body cannot be read within its bounds (too large, bad encoding)."""
 
 
-async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body, decompressed at most 64 KiB at a time (a gzip bomb cannot balloon)."""
+def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body, decompressed at most 64 KiB at a time (a gzip bomb cannot balloon); without a
+    ``Content-Encoding``, httpx's own iterator."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if response.is_stream_consumed:  # read already (a mock transport): httpx has decoded it
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise Unreadable("the response is larger than any completion needs")
-        yield response.content
-        return
+        return _read_already(response)
     if encoding in ("", "identity"):
-        async for raw in response.aiter_raw():
-            yield raw
-        return
+        return response.aiter_raw()
+    return _inflated(response, encoding)
+
+
+async def _read_already(response: httpx.Response) -> AsyncIterator[bytes]:
+    if len(response.content) > MAX_RESPONSE_BYTES:
+        raise Unreadable("the response is larger than any completion needs")
+    yield response.content
+
+
+async def _inflated(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise Unreadable(f"upstream sent an unsupported Content-Encoding: {encoding[:40]!r}")
     inflater = zlib.decompressobj(47)  # gzip or zlib header, detected

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import pydantic_core
+
 from grok_chat_mcp.contract import MAX_DEPTH
 
 __all__ = ["MAX_DEPTH", "loads", "repaired", "too_deep"]
@@ -17,7 +19,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def loads(data: str | bytes) -> Any:
     """The JSON value in ``data`` (invalid UTF-8 becomes U+FFFD); :class:`ValueError` if it is not
-    JSON or nests past the parser's recursion limit. Lone surrogates are kept: see :func:`repaired`."""
+    JSON or nests past the parser's recursion limit. Lone surrogates are kept: see :func:`repaired`.
+
+    ``pydantic_core`` parses what it can; the standard library reads what it refuses (NaN, a lone
+    surrogate, deep nesting) and says why the rest is not JSON."""
+    try:
+        return pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError:
+        pass
     if isinstance(data, bytes):
         try:
             return json.loads(data, parse_constant=lambda _: None)
