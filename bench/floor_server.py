@@ -35,7 +35,10 @@ from mcp.server.mcpserver import Context, MCPServer
 
 @asynccontextmanager
 async def lifespan(_: MCPServer[httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=180, limits=httpx.Limits(max_connections=None)) as client:
+    async with httpx.AsyncClient(
+        timeout=180,
+        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=64, keepalive_expiry=60),
+    ) as client:
         yield client
 
 
