@@ -73,11 +73,23 @@ def test_anything_else_reads_the_same_or_is_refused_the_same(data: bytes | str) 
     same_reading(data)
 
 
+surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+
+
+@given(st.lists(st.text(max_size=3) | surrogates, min_size=1, max_size=4).map("".join))
+def test_text_holding_surrogates_reads_the_same(text: str) -> None:
+    same_reading(json.dumps(text, ensure_ascii=False))  # the surrogates as characters
+    same_reading(json.dumps(text))  # and as escapes
+    same_reading(json.dumps({text: [text]}, ensure_ascii=False))
+
+
 @pytest.mark.parametrize(
     "data",
     [
         b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 BOM: json skips it in bytes
         '"\\u00e9\\ud83d"',  # a lone high surrogate after text
+        '["\ud83d", "\ud83d\ude00", "\udfff x"]',  # surrogates as characters in a str, not escapes
+        '{"\ud800": 1}',
         b'{"a": "\xff"}',  # invalid UTF-8
         "[" * 200 + "]" * 200,  # deeper than pydantic_core goes
         "[" * 100_000 + "]" * 100_000,  # deeper than Python's recursion limit

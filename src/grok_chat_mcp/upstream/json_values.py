@@ -22,10 +22,11 @@ def loads(data: str | bytes) -> Any:
     JSON or nests past the parser's recursion limit. Lone surrogates are kept: see :func:`repaired`.
 
     ``pydantic_core`` parses what it can; the standard library reads what it refuses (NaN, a lone
-    surrogate, deep nesting) and says why the rest is not JSON."""
+    surrogate, deep nesting; a ``str`` holding a surrogate, which it cannot encode: TypeError) and
+    says why the rest is not JSON."""
     try:
         return pydantic_core.from_json(data, allow_inf_nan=False)
-    except ValueError:
+    except (ValueError, TypeError):
         pass
     if isinstance(data, bytes):
         try:
