@@ -27,7 +27,7 @@ from standin.upstream import completion as stand_in_completion
 
 from tests.conftest import HELLO, SCRIPT, TOKEN, server_env
 from tests.slow.test_http import start_cli
-from tests.slow.test_stdio_wire import INIT, Raw, call
+from tests.slow.test_stdio_wire import INIT, Raw, call, reap
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes, signals and terminals")
 
@@ -338,12 +338,7 @@ def test_a_client_closing_stdout_stops_the_calls_and_the_server(
         errors = process.stderr.read()
         assert b"Traceback" not in errors, errors.decode()[-3000:]
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        for stream in (process.stdin, process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(process)
 
 
 # --- 10. a terminal as stdin ---------------------------------------------------------------------------

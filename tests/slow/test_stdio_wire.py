@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -103,13 +104,15 @@ def raw(stand_in: Upstream, tmp_path: Path) -> Iterator[Raw]:
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
-    """Kill the process if it still runs, wait for it, and close its pipes."""
+    """Kill the process if it still runs, wait for it, and close its pipes (bytes still buffered
+    for a server that has exited are dropped: closing stdin would raise ``BrokenPipeError``)."""
     if process.poll() is None:
         process.kill()
     process.wait(10)
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None:
-            stream.close()
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
 
 
 def call(request_id: int, arguments: str) -> str:
