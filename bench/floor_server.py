@@ -1,9 +1,10 @@
 """The floor: the least an MCP server on the same SDK can do for this tool.
 
-One pooled httpx client (no bound on its connections: httpx's default of 100 ran the benchmark's
-300 slow streams in three waves), no validation, no retries: arguments go straight upstream and the JSON
-comes straight back; with ``stream`` it reads the events and returns the joined text, no more
-(with a progress token, a progress notification at most every 0.2 s, as grok-chat-mcp sends them).
+One pooled httpx client with grok-chat-mcp's limits (``upstream.client.LIMITS``, written out so
+the floor imports nothing of ours: httpx's default bound of 100 ran the 300 slow streams in
+waves), no validation, no retries: arguments go straight upstream and the JSON comes straight back;
+with ``stream`` it reads the events and returns the joined text, no more (with a progress token,
+a progress notification at most every 0.2 s, as grok-chat-mcp sends them).
 Benchmarks compare grok-chat-mcp with it.
 
     python bench/floor_server.py [--loop asyncio|uvloop]          # stdio

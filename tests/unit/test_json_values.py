@@ -63,9 +63,10 @@ def test_any_value_as_json_text_reads_as_the_standard_library_reads_it(
     same_reading(text.encode("utf-8", "surrogatepass"))
 
 
-@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4), st.sampled_from(["[{}]", '{{"k": {}}}']))
-def test_values_only_the_standard_library_reads_read_the_same(pieces: list[str], shape: str) -> None:
-    same_reading(shape.format(", ".join(pieces)) if shape.startswith("[") else shape.format(pieces[0]))
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4))
+def test_values_only_the_standard_library_reads_read_the_same(pieces: list[str]) -> None:
+    same_reading(f"[{', '.join(pieces)}]")
+    same_reading(f'{{"k": {pieces[0]}}}')
 
 
 @given(st.binary(max_size=40) | st.text(max_size=40))
